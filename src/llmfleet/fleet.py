@@ -1,0 +1,360 @@
+"""The operations behind the CLI's commands: choose the plan and the runner, then hand over to it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from llmfleet import cluster, dockerrun, hardware, native, paths, planner, report, secrets
+from llmfleet.catalog import load_catalog
+from llmfleet.errors import FleetError
+from llmfleet.plan import Plan, cpu_plan, dump_plan, load_plan, plan_path
+from llmfleet.render import kubernetes, write_files
+from llmfleet.render.files import compose_files, stale_files
+from llmfleet.runstate import State
+from llmfleet.settings import Settings, load_settings
+
+
+def choose_plan(plan: str | None) -> tuple[Plan, str]:
+    """`--plan cpu`, `--plan FILE`, or: fleet.yaml where there are GPUs, the CPU plan where there are none."""
+    if plan == "cpu":
+        return cpu_plan(), "cpu (built-in)"
+    if plan:
+        return load_plan(Path(plan), plan), plan
+    found = hardware.inventory()
+    if found.gpus:
+        chosen = load_plan()
+        planner.check_host(chosen, found.gpus, plan_path().name)  # a plan for other cards fails here, not in vLLM
+        return chosen, str(plan_path().name)
+    report.info(
+        f"No NVIDIA GPU here ({found.why_none}): running the built-in CPU plan, two vLLM CPU servers with "
+        "fleet-tiny, a synthetic smoke-test model."
+    )
+    return cpu_plan(), "cpu (built-in)"
+
+
+def up(plan: str | None = None, runner: str | None = None) -> None:
+    settings = load_settings()
+    root = paths.project_root()
+    previous = State.load(settings.run_dir)
+    running = _running_services(previous, root) if previous else []
+    if running:
+        report.already_running(running)
+        return
+    chosen, label = choose_plan(plan)
+    catalog = load_catalog(root)
+    chosen.check_models(catalog, label)
+    which, why = choose_runner(runner or settings.RUNNER)
+    report.info(f"Runner: {which} ({why}).")
+    keys = secrets.ensure_secrets(settings.secrets_file)
+    if which == "native":
+        native.up(chosen, label, catalog, settings, root, keys)
+        return
+    if plan not in (None, "cpu"):
+        raise FleetError(
+            f"the docker runner runs the committed rendering of fleet.yaml, not {plan}.",
+            f"copy {plan} to fleet.yaml and run `llmfleet render`, or use `--runner native`.",
+            "--plan",
+        )
+    if chosen.device == "cuda" and stale_files(chosen, catalog, root):
+        raise FleetError("the Compose files differ from fleet.yaml.", "run `llmfleet render` first.", "fleet.yaml")
+    env_file = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
+    dockerrun.up(
+        label,
+        sorted(chosen.model_groups()),
+        chosen.device == "cpu",
+        settings,
+        root,
+        env_file,
+        keys["LITELLM_MASTER_KEY"],
+    )
+
+
+def _running_services(state: State, root: Path) -> list[str]:
+    if state.runner == "docker":
+        return [row.name for row in dockerrun.status(state, root) if row.running]
+    return [s.name for s in state.running()]
+
+
+def setup(plan: str | None = None) -> None:
+    """Everything `up` needs installed, without starting anything."""
+    settings = load_settings()
+    chosen, label = choose_plan(plan)
+    root = paths.project_root()
+    catalog = load_catalog(root)
+    chosen.check_models(catalog, label)
+    secrets.ensure_secrets(settings.secrets_file)
+    native.prepare(chosen, catalog, settings, root)
+    report.info(f"Ready to run plan {label}.")
+
+
+def choose_runner(asked: str) -> tuple[str, str]:
+    """The runner and why: Docker when asked or when an engine answers, native otherwise."""
+    if asked == "native":
+        return "native", "asked for"
+    answers, why = dockerrun.engine_answers()
+    if asked == "docker":
+        if not answers:
+            raise FleetError(
+                f"the docker runner was asked for, but {why}.",
+                "start Docker (or point DOCKER_HOST at a running engine), or use `--runner native`.",
+                "--runner docker",
+            )
+        return "docker", why
+    if asked == "auto":
+        return ("docker", why) if answers else ("native", f"{why}; local processes on 127.0.0.1")
+    raise FleetError(f"runner {asked!r} is unknown.", "use auto, docker or native.", "--runner / .env: RUNNER")
+
+
+def down() -> None:
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is not None and state.runner == "docker":
+        report.stopped(dockerrun.down(state, paths.project_root(), settings))
+        return
+    report.stopped([s.name for s in native.down(settings)])
+
+
+def restart(services: list[str]) -> None:
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is not None and state.runner == "docker":
+        dockerrun.compose(state, paths.project_root(), "restart", *services)
+    else:
+        native.restart(settings, services, timeout=settings.VLLM_START_TIMEOUT)
+    report.info(f"{', '.join(services)} restarted.")
+
+
+def status(as_json: bool) -> bool:
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is not None and state.runner == "docker":
+        rows = dockerrun.status(state, paths.project_root())
+    else:
+        rows = native.status(settings)
+    report.status(rows, as_json)
+    return bool(rows) and all(r.healthy for r in rows)
+
+
+def logs(service: str | None, lines: int, follow: bool) -> None:
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is not None and state.runner == "docker":
+        dockerrun.logs(state, paths.project_root(), service, lines, follow)
+        return
+    files = native.log_files(settings, service)
+    for path in files:
+        if len(files) > 1:
+            report.out.rule(path.stem)
+        text = path.read_text(errors="replace").splitlines()
+        report.out.print("\n".join(text[-lines:]), markup=False, highlight=False)
+    if follow:
+        _follow(files)
+
+
+def _follow(files: list[Path]) -> None:
+    handles = {path: path.open("r", errors="replace") for path in files}
+    for handle in handles.values():
+        handle.seek(0, 2)
+    try:
+        while True:
+            for path, handle in handles.items():
+                for line in handle:
+                    prefix = f"{path.stem} | " if len(files) > 1 else ""
+                    report.out.print(prefix + line.rstrip("\n"), markup=False, highlight=False)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+def render(check: bool, target: str = "all") -> list[Path]:
+    """Write (or with `check`, compare) the committed renderings: Compose's of fleet.yaml (`compose`), the
+    Kubernetes manifests of kubernetes/plans/*.yaml (`kubernetes`), or both (`all`)."""
+    if target not in ("all", "compose", "kubernetes"):
+        raise FleetError(f"render target {target!r} is unknown.", "use compose, kubernetes or all.", "--target")
+    root = paths.project_root()
+    written: list[Path] = []
+    if target in ("all", "compose"):  # first: the Kubernetes rules read slo.rules.yaml, rendered here
+        plan, catalog = load_plan(), load_catalog(root)
+        if check:
+            stale = stale_files(plan, catalog, root)
+            if stale:
+                names = ", ".join(str(p.relative_to(root)) for p in stale)
+                raise FleetError(
+                    f"{names} differ from a fresh rendering of fleet.yaml.", "run `llmfleet render`.", names
+                )
+        else:
+            written += write_files(compose_files(plan, catalog, root))
+    if target in ("all", "kubernetes"):
+        written += kubernetes.check(root) if check else kubernetes.write(root)
+    return written
+
+
+def ensure_secrets() -> Path:
+    settings: Settings = load_settings()
+    secrets.ensure_secrets(settings.secrets_file)
+    return settings.secrets_file
+
+
+def build_images() -> None:
+    from llmfleet import images
+
+    built = images.build(paths.project_root())
+    report.info(f"Built {', '.join(built)}." if built else "Every stand-in image is up to date.")
+
+
+def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None) -> Path | None:
+    """Plan this host's GPUs (or those `gpus` describes) and print it; write fleet.yaml (or `out`) for one GPU host.
+
+    The CPU plan and node pools are printed only: a host without GPUs runs the built-in CPU plan anyway, and the
+    cluster plan file belongs to the Kubernetes rendering. `--json` prints for machines and writes nothing, unless
+    `out` is given.
+    """
+    root = paths.project_root()
+    catalog = load_catalog(root)
+    inventory = None if gpus is not None else hardware.inventory()
+    hosts = planner.plan_gpus(gpus, inventory, catalog, model)
+    if "" not in hosts:  # node pools: a cluster plan for Kubernetes, written only to --out
+        cluster.plan_pools(hosts, catalog, as_json, out, gpus, model)
+        return None
+    report.plan({pool: planner.describe(host, catalog) for pool, host in hosts.items()}, as_json)
+    host = hosts.get("")
+    if host is None or (out is None and (as_json or host.plan.device != "cuda")):
+        return None
+    command = "llmfleet plan" + (f" --gpus {gpus}" if gpus else "") + (f" --model {model}" if model else "")
+    path = Path(out) if out else plan_path()
+    path.write_text(dump_plan(host.plan, planner.plan_file_header(host, command)), encoding="utf-8")
+    return path
+
+
+def loadtest(
+    *,
+    users: int,
+    spawn_rate: float,
+    duration: str,
+    out: str | None,
+    scenario: str,
+    language: str,
+    model: str,
+    max_tokens: int,
+    stream: bool,
+    sweep: str | None,
+    slo: tuple[float | None, float | None, float | None],
+) -> None:
+    from llmfleet.loadtest import run
+
+    settings = load_settings()
+    options = _load_options(
+        settings,
+        out,
+        "loadtest",
+        users=users,
+        spawn_rate=spawn_rate,
+        duration=duration,
+        scenario=scenario,
+        language=language,
+        model=model,
+        max_tokens=max_tokens,
+        stream=stream,
+        sweep=run.parse_sweep(sweep),
+        slo=slo,
+    )
+    key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
+    summary = run.loadtest(options, key, paths.project_root())
+    report.loadtest_summary(summary, options.out)
+    run.judge(summary)
+
+
+def soak(
+    *, users: int, duration: str, warmup: str, out: str | None, max_tokens: int, scenario: str, as_json: bool
+) -> None:
+    from llmfleet import soak as soaking
+    from llmfleet.loadtest import run
+
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is None:
+        raise FleetError(
+            "llmfleet is not running: there is nothing to soak.", "run `llmfleet up` first.", "llmfleet soak"
+        )
+    options = _load_options(
+        settings,
+        out,
+        "soak",
+        users=users,
+        spawn_rate=users,
+        duration=duration,
+        scenario=scenario,
+        language="both",
+        model="",
+        max_tokens=max_tokens,
+        stream=True,
+        sweep=(),
+        slo=(None, None, None),
+    )
+    key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
+    figures = soaking.soak(options, run.parse_duration(warmup), key, paths.project_root(), state, settings)
+    (options.out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
+    report.soak_figures(figures, as_json)
+    soaking.judge(figures)
+
+
+def _load_options(
+    settings: Settings,
+    out: str | None,
+    kind: str,
+    *,
+    duration: str,
+    slo: tuple[float | None, float | None, float | None],
+    **choices: Any,
+) -> Any:
+    """Load-test options from the command's choices, .env's SLOs and the fleet's addresses."""
+    from datetime import UTC, datetime
+
+    from llmfleet.loadtest import run
+    from llmfleet.loadtest.summary import Slo
+
+    root = paths.project_root()
+    folder = Path(out) if out else root / "loadtest-results" / f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    ttft, itl, errors = slo
+    return run.Options(
+        duration_s=run.parse_duration(duration),
+        out=folder,
+        gateway=f"http://127.0.0.1:{settings.GATEWAY_PORT}",
+        prometheus=f"http://127.0.0.1:{settings.PROMETHEUS_PORT}",
+        slo=Slo(
+            ttft or settings.SLO_TTFT_P95_SECONDS,
+            itl or settings.SLO_ITL_P95_SECONDS,
+            errors if errors is not None else settings.SLO_ERROR_RATE,
+        ),
+        **choices,
+    )
+
+
+def drill(users: int, window: float, as_json: bool) -> bool:
+    from llmfleet import drill as drills
+
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is None:
+        raise FleetError(
+            "llmfleet is not running: there is nothing to drill.", "run `llmfleet up` first.", "llmfleet drill"
+        )
+    key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
+    backends = drills.Backends(state, settings)
+    if len(backends.names) < 2:
+        raise FleetError(
+            f"the drills need two backends of one model; this fleet has {len(backends.names)}.",
+            "run them on a plan with two servers of one model, such as the CPU plan (`llmfleet up --plan cpu`).",
+            "llmfleet drill",
+        )
+    run = drills.Drill(
+        f"http://127.0.0.1:{settings.GATEWAY_PORT}", key, state.models[0], backends, users=users, window_s=window
+    )
+    figures = run.run()
+    report.drill_summary(figures, as_json)
+    return all(f.met is not False for f in figures)

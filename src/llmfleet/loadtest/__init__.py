@@ -1,0 +1,1 @@
+"""Load tests that measure what LLM users feel: TTFT, inter-token latency, tokens/s, under locust."""

@@ -1,0 +1,48 @@
+"""compose.cpu.yaml: the CPU variant of the Compose stack, rendered from the built-in CPU plan.
+
+    docker compose -f compose.yaml -f compose.cpu.yaml up -d --wait
+
+runs the smoke stack on a Docker host without a GPU. It is an override: the gateway, Prometheus, networks,
+health checks and gateway settings stay those of compose.yaml; the plan's GPU services (and the GPU exporter)
+are left out through a profile nobody enables, and the CPU plan's servers take their place, with the gateway's
+model list and Prometheus' targets rendered for them.
+"""
+
+from __future__ import annotations
+
+from llmfleet.catalog import Catalog
+from llmfleet.plan import Plan
+from llmfleet.render import Tagged, rendered
+from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, cpu_service
+from llmfleet.render.gateway import GATEWAY_FILES
+from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
+
+GPU_ONLY_PROFILE = "gpu"  # never in COMPOSE_PROFILES on a CPU host: what carries it does not start
+MODELS_FILE = "gateway/models.cpu.yaml"
+PROMETHEUS_FILE = "monitoring/prometheus/prometheus.cpu.yml"
+
+
+def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
+    services: dict[str, object] = {name: {"profiles": [GPU_ONLY_PROFILE]} for name, _ in gpu.named_servers()}
+    services["gpu-exporter"] = {"profiles": [GPU_ONLY_PROFILE]}
+    for name, server in cpu.named_servers():
+        model = catalog.models[server.model]
+        command = vllm_args(server, model, model_path=model_path(model, SYNTHETIC_DIR_IN_IMAGE), host="0.0.0.0",  # noqa: S104
+                            port=VLLM_CONTAINER_PORT)  # fmt: skip
+        # This file is read beside compose.yaml, so the secrets file is named from the project's folder.
+        services[name] = cpu_service(command, model.synthetic, secrets={"path": ".env.secrets", "required": True})
+    services["gateway"] = {
+        "depends_on": Tagged("!override", {name: {"condition": "service_healthy"} for name, _ in cpu.named_servers()}),
+        "volumes": Tagged("!override", [
+            *(f"./gateway/{name}:/etc/litellm/{name}:ro" for name in GATEWAY_FILES),
+            f"./{MODELS_FILE}:/etc/litellm/models.yaml:ro",
+        ]),
+    }  # fmt: skip
+    services["prometheus"] = {
+        "volumes": Tagged("!override", [
+            f"./{PROMETHEUS_FILE}:/etc/prometheus/prometheus.yml:ro",
+            "./monitoring/prometheus/rules:/etc/prometheus/rules:ro",
+            "prometheus-data:/prometheus",
+        ]),
+    }  # fmt: skip
+    return rendered({"services": services}, source="the built-in CPU plan (cpu_plan in src/llmfleet/plan.py)")

@@ -1,0 +1,44 @@
+"""The gateway's model list: one LiteLLM deployment per vLLM server, grouped by the model they serve."""
+
+from __future__ import annotations
+
+from llmfleet.plan import Plan
+from llmfleet.render import Topology, rendered
+
+# How long a backend may take to send the first token of a short prompt before the gateway retries the request on
+# another (gateway/guard.py adds time for longer prompts). A GPU under load queues requests behind long prefills;
+# the CPU plan's synthetic model answers in a fraction of a second, so a frozen server is noticed within seconds.
+FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 2}
+
+# Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
+# Every runner ships all of them beside the rendered models.yaml.
+GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "params.yaml")
+
+
+def model_list(plan: Plan, topology: Topology) -> str:
+    return rendered({"model_list": deployments(plan, topology)})
+
+
+def deployments(plan: Plan, topology: Topology) -> list[dict[str, object]]:
+    """The model list's entries; Kubernetes joins those of every node pool into one list."""
+    names = topology.server_names or tuple(name for name, _ in plan.named_servers())
+    entries: list[dict[str, object]] = []
+    for (name, server), address in zip(zip(names, plan.servers, strict=True), topology.backends, strict=True):
+        entries.append({
+            "model_name": server.model,
+            "litellm_params": {
+                # hosted_vllm/ speaks to a vLLM server over HTTP; the prefix is stripped, leaving the served name.
+                "model": f"hosted_vllm/{server.model}",
+                "api_base": f"http://{address}/v1",
+                "api_key": "os.environ/VLLM_API_KEY",
+                "stream_timeout": FIRST_TOKEN_TIMEOUT_S[plan.device],  # also the longest pause between tokens
+            },
+            "model_info": {
+                "id": name,
+                "max_input_tokens": server.max_model_len,
+                # The background health check (gateway/config.yaml): one token, and a stalled backend fails fast.
+                "health_check_max_tokens": 1,
+                "health_check_timeout": 3,
+            },
+        })  # fmt: skip
+    return entries

@@ -1,0 +1,378 @@
+"""Everything llmfleet shows a person goes through here; `--json` is one of its modes, not a second code path.
+
+Results go to stdout; progress, warnings and errors to stderr, so `llmfleet status --json | jq` stays clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from llmfleet import synthetic
+
+if TYPE_CHECKING:
+    from llmfleet.drill import Figure
+    from llmfleet.errors import FleetError
+    from llmfleet.runstate import ServiceStatus, State
+    from llmfleet.settings import Settings
+    from llmfleet.startup import Phase
+
+# soft_wrap: long lines (paths, commands, log tails) stay whole, so they can be copied.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    err.print(message)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}")
+
+
+def error(e: FleetError) -> None:
+    err.print(f"[bold red]error:[/] {e.what}", markup=True, highlight=False)
+    err.print(f"  [bold]fix:[/] {e.fix}")
+    if e.where:
+        err.print(f"  [bold]where:[/] {e.where}")
+
+
+def save_traceback() -> Path:
+    fd, name = tempfile.mkstemp(prefix="llmfleet-bug-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(traceback.format_exc())
+    return Path(name)
+
+
+def bug(path: Path) -> None:
+    err.print(f"[bold red]error:[/] llmfleet hit a bug. The traceback is in {path}; please attach it to an issue.")
+
+
+@contextmanager
+def step(title: str, unless: bool = False) -> Iterator[None]:
+    """Show a spinner for a slow step (skipped when `unless` says the step has nothing to do)."""
+    if unless:
+        yield
+        return
+    started = time.monotonic()
+    with err.status(title + " ..."):
+        yield
+    err.print(f"{title}: done in {time.monotonic() - started:.0f} s")
+
+
+class _Progress:
+    def __init__(self, names: list[str], live: Live) -> None:
+        self.started = time.monotonic()
+        self.ready: dict[str, float] = {}
+        self.phases: dict[str, Phase] = {}
+        self.names = names
+        self.live = live
+
+    def done(self, name: str) -> None:
+        self.ready[name] = time.monotonic() - self.started
+        self.live.update(self.table())
+
+    def phase(self, name: str, phase: Phase) -> None:
+        """What a starting server is doing (downloading, loading weights, ...), read from its log."""
+        self.phases[name] = phase
+        self.live.update(self.table())
+
+    def table(self) -> Table:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for name in self.names:
+            elapsed = time.monotonic() - self.started
+            if name in self.ready:
+                table.add_row(name, f"[green]healthy[/] after {self.ready[name]:.0f} s")
+            elif name in self.phases:
+                table.add_row(name, f"{phase_text(self.phases[name])} ({elapsed:.0f} s)")
+            else:
+                table.add_row(name, f"starting ({elapsed:.0f} s)")
+        return table
+
+
+@contextmanager
+def waiting(names: list[str]) -> Iterator[_Progress]:
+    with Live(console=err, refresh_per_second=2, transient=not err.is_terminal) as live:
+        progress = _Progress(names, live)
+        live.update(progress.table())
+        yield progress
+        live.update(progress.table())
+
+
+def _plan_notice(state: State) -> str:
+    return f"\n  [yellow]{synthetic.NOTICE}[/]" if synthetic.NAME in state.models else ""
+
+
+def ready(state: State, settings: Settings, seconds: float) -> None:
+    base = f"http://127.0.0.1:{settings.GATEWAY_PORT}"
+    model = state.models[0]
+    secrets = settings.secrets_file
+    headline = f"({state.runner} runner, plan: {state.plan}), answering in {seconds:.0f} s."
+    out.print("[bold green]llmfleet is up[/] " + headline + _plan_notice(state))
+    out.print(f"  gateway     {base}/v1   models: {', '.join(state.models)}")
+    out.print(f"  key         LITELLM_MASTER_KEY in {secrets}")
+    if state.runner == "docker" or any(s.name == "prometheus" for s in state.services):
+        out.print(f"  prometheus  http://127.0.0.1:{settings.PROMETHEUS_PORT}")
+    if "dashboards" in state.compose_env.get("COMPOSE_PROFILES", "").split(","):
+        out.print(
+            f"  grafana     http://127.0.0.1:{settings.GRAFANA_PORT}   (admin, GF_SECURITY_ADMIN_PASSWORD in {secrets})"
+        )
+    where = "llmfleet logs [SERVICE]" if state.runner == "docker" else f"{settings.run_dir / 'logs'}"
+    out.print(f"  logs        {where}")
+    out.print("  try:")
+    out.print(
+        f"    curl {base}/v1/chat/completions \\\n"
+        f'      -H "Authorization: Bearer $(grep ^LITELLM_MASTER_KEY= {secrets} | cut -d= -f2-)" \\\n'
+        f"      -H 'Content-Type: application/json' \\\n"
+        f'      -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}\'',
+        markup=False,
+    )
+    out.print("  stop:       make down   (llmfleet down)")
+
+
+def already_running(names: list[str]) -> None:
+    out.print(f"llmfleet is already running ({', '.join(names)}); nothing was changed. `llmfleet status` shows its "
+              "health, `llmfleet down` stops it.")  # fmt: skip
+
+
+def stopped(names: list[str]) -> None:
+    if names:
+        out.print(f"Stopped {', '.join(names)}.")
+    else:
+        out.print("Nothing was running.")
+
+
+def status(rows: list[ServiceStatus], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps([
+            {"name": r.name, "pid": r.pid, "port": r.port, "healthy": r.healthy,
+             "phase": r.phase.name if r.phase else ("ready" if r.healthy else None)}
+            for r in rows
+        ]))  # fmt: skip
+        return
+    if not rows:
+        out.print("llmfleet is not running (`llmfleet up` starts it).")
+        return
+    table = Table("service", "pid", "port", "state")
+    for r in rows:
+        if r.running and not r.healthy and r.phase is not None:
+            table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), phase_text(r.phase))
+            continue
+        state = (
+            "[green]healthy[/]"
+            if r.healthy
+            else ("[yellow]running, not healthy[/]" if r.running else "[red]stopped[/]")
+        )
+        table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), state)
+    out.print(table)
+
+
+def show_json(data: object) -> None:
+    out.print_json(json.dumps(data, default=lambda o: asdict(o)))
+
+
+# Flags every server gets; the plan table shows only the ones that differ between models.
+_COMMON_FLAGS = {"--model", "--served-model-name", "--host", "--port", "--max-model-len", "--max-num-seqs",
+                 "--disable-uvicorn-access-log", "--gpu-memory-utilization", "--tensor-parallel-size"}  # fmt: skip
+
+
+def plan(hosts: dict[str, dict], as_json: bool) -> None:
+    """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name."""
+    if as_json:
+        out.print_json(json.dumps(hosts[""] if list(hosts) == [""] else hosts))
+        return
+    for pool, host in hosts.items():
+        _plan_table(host, pool)
+
+
+def _plan_table(host: dict, pool: str) -> None:
+    title = f"Plan for {host['host']}" + (f", node pool {pool}" if pool else "")
+    if host["device"] == "cpu":
+        out.print(f"[bold]{title}[/]: no GPU.")
+        table = Table("server", "model", "context", "concurrent seqs", "flags", title_justify="left")
+        names = [f"vllm-cpu{i}" for i in range(len(host["plan"]["servers"]))]
+        for name, server in zip(names, host["plan"]["servers"], strict=True):
+            table.add_row(name, server["model"], f"{server['max_model_len']:,}", str(server["max_num_seqs"]), "-")
+        out.print(table)
+    else:
+        table = Table("GPU", "card", "model", "weights", "KV cache", "context", "full-length\nat once",
+                      "max seqs", "flags", title=title, title_justify="left")  # fmt: skip
+        for gpu in host["gpus"]:
+            name = gpu["name"].removeprefix("NVIDIA ").removeprefix("GeForce ")
+            card = f"{gpu['memory_gib']:g} GiB" if name.endswith(" GiB GPU") else f"{name}\n{gpu['memory_gib']:g} GiB"
+            if gpu["server"] is None:
+                table.add_row(str(gpu["index"]), card, "[dim](not used)[/]", "", "", "", "", "", "")
+                continue
+            budget = gpu["budget"]
+            tp = f" (TP {gpu['tensor_parallel_size']})" if gpu["tensor_parallel_size"] > 1 else ""
+            table.add_row(
+                str(gpu["index"]),
+                card,
+                f"{gpu['model']}{tp}\n[dim]{gpu['kernel']}[/]",
+                f"{budget['weights_gib']:.1f} GiB",
+                f"{budget['kv_cache_gib']:.1f} GiB\n{budget['kv_tokens']:,} tok",
+                f"{gpu['max_model_len']:,}",
+                f"{budget['full_length_sequences']:.1f}",
+                str(gpu["max_num_seqs"]),
+                _model_flags(gpu["vllm_args"]),
+            )
+        out.print(table)
+    groups = "; ".join(f"{model}: {', '.join(servers)}" for model, servers in host["model_groups"].items())
+    out.print(f"Model groups (one gateway endpoint each): {groups}")
+    if "node_selector" in host:  # a node pool: the node labels its pods require
+        ops = {"In": "in", "NotIn": "not in", "Gt": ">", "Lt": "<", "Exists": "exists", "DoesNotExist": "absent"}
+        labels = [f"{r['key']} {ops[r['operator']]} {', '.join(r.get('values', []))}".rstrip()
+                  for r in host["node_selector"]]  # fmt: skip
+        out.print(f"Nodes: {'; '.join(labels) or 'any'}", markup=False)
+    for note in host["notes"]:
+        out.print(f"[yellow]note:[/] {note}")
+
+
+def _model_flags(args: list[str]) -> str:
+    flags: list[str] = []
+    for arg in args:
+        if arg.startswith("--"):
+            flags.append(arg)
+        elif flags:
+            flags[-1] += f" {arg}"
+    short = {"--enable-prefix-caching": "prefix caching", "--tool-call-parser": "tools:",
+             "--reasoning-parser": "reasoning:", "--limit-mm-per-prompt": "per prompt:"}  # fmt: skip
+    shown = []
+    for flag in flags:
+        name, _, value = flag.partition(" ")
+        if name in _COMMON_FLAGS or name == "--enable-auto-tool-choice":  # implied by a tool parser
+            continue
+        shown.append(f"{short[name]} {value}".strip() if name in short else flag)
+    return "\n".join(shown)
+
+
+# --- models and diagnosis: download, verify, doctor, start-up phases -------------------------------------------
+
+if TYPE_CHECKING:
+    from llmfleet.doctor import Check
+    from llmfleet.download import CatalogRow
+    from llmfleet.startup import Phase
+    from llmfleet.verify import Result
+
+
+def _verified_line(label: str, result: Result) -> str:
+    weights = (
+        f"{result.shards} shard(s), {result.weight_bytes / 1024**3:.2f} GiB, each the size its header gives"
+        if result.shards
+        else "no weight files (random weights)"
+    )
+    notes = "".join(f"; {n}" for n in result.notes)
+    return f"{label}: complete: config and tokenizer present, {weights}{notes}.\n  {result.path}"
+
+
+def model_ready(label: str, result: Result, how: str) -> None:
+    out.print(escape(_verified_line(label, result) + f"\n  {how}"))
+
+
+def verified(label: str, result: Result) -> None:
+    out.print(escape(_verified_line(label, result)))
+
+
+def model_list(rows: list[CatalogRow], as_json: bool) -> None:
+    if as_json:
+        show_json(rows)
+        return
+    table = Table("model", "repo", "weights", "fits (planner's budget)", "in the cache")
+    for r in rows:
+        table.add_row(r.name, r.repo or "-", f"{r.weights_gib:.1f} GiB", escape(r.fits), escape(r.cached))
+    out.print(table)
+
+
+_STATUS_STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]fail[/]"}
+
+
+def doctor(checks: list[Check], as_json: bool) -> None:
+    if as_json:
+        show_json(checks)
+        return
+    table = Table("check", "status", "what was seen / what to do", show_lines=True)
+    for c in checks:
+        text = escape(c.detail) + (f"\n[bold]fix:[/] {escape(c.fix)}" if c.fix and c.status != "pass" else "")
+        table.add_row(c.name, _STATUS_STYLE[c.status], text)
+    out.print(table)
+    counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail")}
+    verdict = "[bold red]problems to fix[/]" if counts["fail"] else "[green]nothing blocks `llmfleet up`[/]"
+    out.print(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed: {verdict}")
+
+
+def phase_text(phase: Phase) -> str:
+    """A start-up phase as one table cell, e.g. 'loading weights, shard 2/5' or 'downloading, 1.20 GiB ...'."""
+    style = {"ready": "green", "failed": "red"}.get(phase.name, "yellow")
+    return f"[{style}]{escape(str(phase))}[/]"
+
+
+def loadtest_summary(summary: dict, folder: Path) -> None:
+    table = Table("figure", "p50", "p95", "p99", title=f"{summary['requests']} requests, {summary['failures']} failed")
+    for key, label in (("ttft_ms", "time to first token (ms)"), ("itl_ms", "inter-token latency (ms)"),
+                       ("tpot_ms", "time per output token (ms)"), ("e2e_ms", "end to end (ms)"),
+                       ("tokens_per_s_per_user", "tokens/s per user")):  # fmt: skip
+        d = summary[key]
+        table.add_row(label, *(str(d[q]) for q in ("p50", "p95", "p99")))
+    out.print(table)
+    out.print(f"throughput {summary['output_tokens_per_s']} output tokens/s, {summary['requests_per_s']} requests/s; "
+              f"goodput {summary['goodput_requests_per_s']} requests/s")  # fmt: skip
+    if summary.get("sweep"):
+        knee = summary["knee"]
+        out.print("knee: " + (f"{knee['users']} users, {knee['output_tokens_per_s']} tokens/s" if knee else "none"))
+    for gate in summary["gates"]:
+        mark = "[green]met[/]" if gate["passed"] else "[bold red]MISSED[/]"
+        value = "no data" if gate["value"] is None else f"{gate['value']:g}"
+        out.print(f"  gate {gate['name']}: {value} (at most {gate['threshold']:g} {gate['unit']}) {mark}")
+    generator = summary["load_generator"]
+    if generator["saturated"]:
+        warn(f"the load generator's CPU p90 was {generator['cpu_percent_p90']}% of a core: client timings inflated.")
+    server = summary["server"]
+    if server.get("prometheus"):
+        out.print(f"vLLM's own TTFT {server['vllm_ttft_ms']} ms; client p50 minus vLLM p50: "
+                  f"{server['client_minus_vllm_ttft_p50_ms']} ms")  # fmt: skip
+    out.print(f"report: {folder / 'report.html'}  (summary.json, requests.csv beside it)")
+
+
+def drill_figure(figure: Figure) -> None:
+    """One figure of a drill, as it is measured: drills take minutes, and each line is worth seeing at once."""
+    verdict = "" if figure.met is None else (" [green]met[/]" if figure.met else " [bold red]MISSED[/]")
+    target = f"  (target {figure.target})" if figure.target else ""
+    out.print(f"{figure.drill:>10} | {figure.name}: [bold]{figure.value}[/]{target}{verdict}")
+
+
+def drill_summary(figures: list[Figure], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps([asdict(f) for f in figures]))
+        return
+    missed = [f for f in figures if f.met is False]
+    met = sum(f.met is True for f in figures)
+    out.print(
+        f"{met} targets met, {len(missed)} missed"
+        + (": " + "; ".join(f"{f.drill}: {f.name}" for f in missed) if missed else ".")
+    )
+
+
+def soak_figures(figures: dict, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(figures))
+        return
+    growth = figures["gateway_memory_growth"]
+    out.print(f"soak: {figures['requests']} requests in {figures['duration_s']} s, {figures['errors']} errors")
+    out.print(f"  gateway memory {figures['gateway_rss_start_mib']} MiB after the warm-up, "
+              f"{figures['gateway_rss_end_mib']} MiB at the end (max {figures['gateway_rss_max_mib']}): "
+              f"growth {'n/a' if growth is None else f'{growth:.1%}'} (at most 10 %)")  # fmt: skip
+    out.print(f"  TTFT p50 {figures['ttft_ms']['p50']} ms, p99 {figures['ttft_ms']['p99']} ms; "
+              f"{figures['output_tokens_per_s']} output tokens/s")  # fmt: skip

@@ -1,0 +1,83 @@
+"""The Python environments the servers run in, one per component, cached outside any checkout.
+
+vLLM and LiteLLM pin conflicting versions of shared libraries (openai, fastapi), so each gets its own virtual
+environment, installed from its lock in requirements/ and keyed on that lock's hash: a second checkout, or a
+second CI run on the same host, reuses it; a changed lock builds a new one beside it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmfleet import paths
+from llmfleet.errors import FleetError
+
+COMPLETE = ".llmfleet-complete"  # written last: a directory without it is a broken install
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+
+    def lock(self, root: Path) -> Path:
+        return root / "requirements" / f"{self.name}.txt"
+
+    def directory(self, root: Path) -> Path:
+        digest = hashlib.sha256(self.lock(root).read_bytes())
+        digest.update(sys.version.encode())
+        return paths.cache_dir() / "runtimes" / f"{self.name}-{digest.hexdigest()[:12]}"
+
+    def python(self, root: Path) -> Path:
+        return self.directory(root) / "bin" / "python"
+
+    def is_installed(self, root: Path) -> bool:
+        return (self.directory(root) / COMPLETE).is_file()
+
+
+VLLM_CPU = Runtime("vllm-cpu")
+VLLM_CUDA = Runtime("vllm-cuda")
+GATEWAY = Runtime("gateway")
+
+
+def ensure(runtime: Runtime, root: Path) -> Path:
+    """Install the runtime if this host does not have it yet; return its directory."""
+    target = runtime.directory(root)
+    if runtime.is_installed(root):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(target.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent `up` waits for this install instead of racing it
+        if runtime.is_installed(root):
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        log = target.with_name(target.name + ".log")
+        with log.open("w") as out:
+            steps = [
+                [sys.executable, "-m", "venv", str(target)],
+                # --no-deps: the lock is the whole environment, resolved once when it was written.
+                [str(target / "bin" / "pip"), "install", "--no-deps", "-r", str(runtime.lock(root))],
+            ]
+            for step in steps:
+                if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, check=False).returncode != 0:
+                    raise FleetError(
+                        f"installing the {runtime.name} runtime failed at `{' '.join(step[:3])} ...`:\n"
+                        + tail(log, 15),
+                        "check the network to the package index, then run the command again.",
+                        str(log),
+                    )
+        (target / COMPLETE).write_text(runtime.lock(root).read_text())
+    return target
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("  | " + line for line in text[-lines:])

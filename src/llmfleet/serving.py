@@ -1,0 +1,35 @@
+"""How a plan's server becomes a vLLM command line: one function, used by Compose and the native runner alike."""
+
+from __future__ import annotations
+
+from llmfleet.catalog import Model
+from llmfleet.plan import Server
+
+VLLM_CONTAINER_PORT = 8000
+
+
+def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:
+    """Arguments for `vllm serve`; the served name is the catalog name, which clients send as `model`."""
+    args = [
+        "--model", model_path,
+        "--served-model-name", model.name,
+        "--host", host,
+        "--port", str(port),
+        "--max-model-len", str(server.max_model_len),
+        "--max-num-seqs", str(server.max_num_seqs),
+        # The gateway logs every request already; vLLM's access log would only double the CPU spent on logging.
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if server.gpu_memory_utilization is not None:
+        args += ["--gpu-memory-utilization", str(server.gpu_memory_utilization)]
+    if server.tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(server.tensor_parallel_size)]
+    return [*args, *model.vllm_args, *server.extra_args]
+
+
+def model_path(model: Model, synthetic_dir: str) -> str:
+    """What vLLM's --model gets: the Hugging Face repo id, or the synthetic model's directory."""
+    if model.synthetic:
+        return synthetic_dir
+    assert model.repo, f"catalog entry {model.name} has neither repo nor synthetic"
+    return model.repo

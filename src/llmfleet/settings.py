@@ -1,0 +1,72 @@
+"""Settings from `.env` (every one documented there), overridden by the environment, as Compose does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmfleet import paths
+from llmfleet.errors import FleetError
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+
+    GATEWAY_PORT: Port = 4000
+    PROMETHEUS_PORT: Port = 9090
+    GRAFANA_PORT: Port = 3000
+    VLLM_PORT_BASE: Port = 8100
+    GATEWAY_WORKERS: Annotated[int, Field(ge=1, le=64)] = 1
+    GATEWAY_MAX_BODY_MB: Annotated[float, Field(gt=0)] = 4
+    VLLM_START_TIMEOUT: Annotated[int, Field(ge=10)] = 900
+    VLLM_CPU_KVCACHE_SPACE: Annotated[int, Field(ge=1)] = 1
+    RUNNER: Literal["auto", "docker", "native"] = "auto"
+    LLMFLEET_RUN_DIR: str = ".run"
+    LLMFLEET_SECRETS_FILE: str = ".env.secrets"
+    VLLM_PYTHON: str = ""
+    PROMETHEUS_BIN: str = "prometheus"
+    # Service-level objectives: rendered into monitoring/prometheus/rules/slo.rules.yaml (alerts, dashboards);
+    # the load test checks against the same values.
+    SLO_TTFT_P95_SECONDS: Annotated[float, Field(gt=0)] = 2.0
+    SLO_ITL_P95_SECONDS: Annotated[float, Field(gt=0)] = 0.1
+    SLO_ERROR_RATE: Annotated[float, Field(gt=0, lt=1)] = 0.01
+
+    def path(self, value: str) -> Path:
+        """A path setting, relative to the project root unless absolute."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else paths.project_root() / p
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path(self.LLMFLEET_RUN_DIR)
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.path(self.LLMFLEET_SECRETS_FILE)
+
+
+def load_settings() -> Settings:
+    return load_env_settings(Settings)
+
+
+def load_env_settings(cls: type[SettingsT]) -> SettingsT:
+    """A settings class read from the project's .env and the environment; a bad value names where it came from."""
+    env_file = paths.project_root() / ".env"
+    try:
+        return cls(_env_file=env_file if env_file.is_file() else None)  # type: ignore[call-arg]
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0])
+        source = f"environment variable {name}" if name in os.environ else f"{env_file.name}: {name}"
+        raise FleetError(
+            f"{name}={err.get('input')!r} is not valid: {err['msg']}.",
+            f"set {name} to a valid value (see the comment above it in .env).",
+            source,
+        ) from None

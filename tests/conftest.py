@@ -1,0 +1,164 @@
+"""Shared fixtures: free loopback ports, the `llmfleet` CLI run as a user runs it, and the real CPU stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from llmfleet import procs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def free_ports(singles: int, run: int = 0) -> list[int]:
+    """`singles` distinct free ports, then the first of `run` consecutive free ones (vLLM server i listens on
+    VLLM_PORT_BASE + i). Every socket stays bound until all are chosen, so no two answers are the same port."""
+    held: list[socket.socket] = []
+    try:
+        chosen = [_bind(0, held) for _ in range(singles)]
+        if run:
+            for _ in range(100):
+                base = _bind(0, held)
+                if base + run < 65535 and all(_try_bind(base + i, held) for i in range(1, run)):
+                    chosen.append(base)
+                    break
+            else:
+                raise RuntimeError("no run of free ports found")
+        return chosen
+    finally:
+        for s in held:
+            s.close()
+
+
+def _bind(port: int, held: list[socket.socket]) -> int:
+    s = socket.socket()
+    held.append(s)
+    s.bind(("127.0.0.1", port))
+    return s.getsockname()[1]
+
+
+def _try_bind(port: int, held: list[socket.socket]) -> bool:
+    try:
+        _bind(port, held)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Cli:
+    """`llmfleet` in a subprocess, with its own run dir, secrets and ports: never the user's."""
+
+    env: dict[str, str]
+    run_dir: Path
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "llmfleet", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"llmfleet {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return {k: v for k, v in dotenv_values(self.env["LLMFLEET_SECRETS_FILE"]).items() if v}
+
+    def port(self, name: str) -> int:
+        return int(self.env[name])
+
+    def state(self) -> dict | None:
+        path = self.run_dir / "state.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+def make_cli(tmp: Path) -> Cli:
+    env = {
+        **os.environ,
+        "LLMFLEET_ROOT": str(ROOT),
+        "LLMFLEET_RUN_DIR": str(tmp / "run"),
+        "LLMFLEET_SECRETS_FILE": str(tmp / ".env.secrets"),
+        **dict(zip(("GATEWAY_PORT", "PROMETHEUS_PORT", "VLLM_PORT_BASE"), map(str, free_ports(2, run=2)), strict=True)),
+        "RUNNER": "native",
+    }
+    return Cli(env, tmp / "run")
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return make_cli(tmp_path)
+
+
+def leftovers(state: dict) -> list[int]:
+    """Live processes of any process group the stack started (zombies have exited and do not count)."""
+    return [pid for s in state["services"] for pid in procs.group_members(s["pid"], s["started"])]
+
+
+@dataclass
+class Stack:
+    cli: Cli
+    state: dict
+    up_output: str
+
+    @property
+    def key(self) -> str:
+        return self.cli.secrets["LITELLM_MASTER_KEY"]
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.cli.port('GATEWAY_PORT')}"
+
+    @property
+    def prometheus(self) -> str:
+        return f"http://127.0.0.1:{self.cli.port('PROMETHEUS_PORT')}"
+
+    def backend(self, name: str) -> str:
+        return next(f"http://127.0.0.1:{s['port']}" for s in self.state["services"] if s["name"] == name)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real CPU stack (two vLLM CPU servers, LiteLLM, Prometheus), started with `llmfleet up --plan cpu`.
+
+    One for the whole session: booting takes a minute. Tests that break a backend bring it back. At the end,
+    `llmfleet down` must leave no process of it running and no port of it open.
+    """
+    cli = make_cli(tmp_path_factory.mktemp("stack"))
+    up = cli("up", "--plan", "cpu", timeout=900)
+    state = cli.state()
+    try:
+        assert up.returncode == 0, f"llmfleet up failed:\n{up.stdout}\n{up.stderr}"
+        assert state is not None
+        yield Stack(cli, state, up.stdout)
+    finally:
+        down = cli("down", timeout=120)
+        if state is not None:
+            assert down.returncode == 0, down.stderr
+            assert f"Stopped {', '.join(s['name'] for s in state['services'])}" in down.stdout
+            assert leftovers(state) == [], "processes left running after `llmfleet down`"
+            assert cli.state() is None
+            assert all(_is_free(s["port"]) for s in state["services"]), "a port of the stack is still open"
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
