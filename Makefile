@@ -7,7 +7,7 @@ LLMFLEET := $(BIN)/llmfleet
 # `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan.
 UP_FLAGS := $(if $(RUNNER),--runner $(RUNNER)) $(if $(PLAN),--plan $(PLAN))
 
-.PHONY: loadtest soak drill params help up down status logs test test-unit test-stack test-compose lint fmt render dashboards plan download doctor setup \
+.PHONY: loadtest soak drill bench-gateway params help up down status logs test test-unit test-stack test-compose lint fmt render dashboards plan download doctor setup \
 	system-deps docker-deps images lock clean
 
 help:  ## List the targets
@@ -90,6 +90,9 @@ loadtest: $(VENV)/.installed  ## Load the running fleet: make loadtest USERS=8 D
 
 soak: $(VENV)/.installed  ## Steady load for minutes, with errors and gateway memory: make soak DURATION=10m
 	$(LLMFLEET) soak --duration $(or $(DURATION),10m) $(ARGS)
+
+bench-gateway: $(VENV)/.installed  ## Gateway overhead against direct, appended to benchmarks/gateway.md (native fleet)
+	$(LLMFLEET) bench gateway $(ARGS)
 
 drill: $(VENV)/.installed  ## Kill, freeze and restore backends of the running fleet under load (disturbs it)
 	$(LLMFLEET) drill $(ARGS)

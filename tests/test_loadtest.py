@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import ROOT, Stack
 
@@ -69,6 +70,24 @@ def test_bad_options_get_a_clear_error(stack: Stack, tmp_path: Path) -> None:
         assert result.returncode == 1 and f"where: {where}" in result.stderr and "Traceback" not in result.stderr
 
 
+def running_answers(stack: Stack) -> float:
+    """Requests the vLLM servers are decoding now, from their own /metrics."""
+    total = 0.0
+    for service in stack.services():
+        if service["name"].startswith("vllm-"):
+            metrics = httpx.get(f"http://127.0.0.1:{service['port']}/metrics", timeout=5).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                         if line.startswith("vllm:num_requests_running{"))  # fmt: skip
+    return total
+
+
+def wait_for_a_running_answer(stack: Stack, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while running_answers(stack) < 1:
+        assert time.monotonic() < deadline, "locust started no request"
+        time.sleep(0.2)
+
+
 def test_an_error_event_mid_stream_counts_as_a_failure(stack: Stack, tmp_path: Path) -> None:
     """It kills both backends while answers are streaming, then brings them back for the tests after it."""
     env = {**stack.cli.env, "LITELLM_MASTER_KEY": stack.key}
@@ -78,16 +97,16 @@ def test_an_error_event_mid_stream_counts_as_a_failure(stack: Stack, tmp_path: P
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(8)  # both users are mid-answer: 2,000 tokens take seconds on a CPU
-        for service in stack.state["services"]:
+        wait_for_a_running_answer(stack)
+        time.sleep(1)  # it is streaming by now: 2,000 tokens take seconds on a CPU
+        for service in stack.services():
             if service["name"].startswith("vllm-"):
                 for pid in procs.group_members(service["pid"], service["started"]):
                     os.kill(pid, signal.SIGKILL)
         run.communicate(timeout=300)
     finally:
         run.kill()
-        restored = stack.cli("restart", "vllm-cpu0", "vllm-cpu1", timeout=900)
-        assert restored.returncode == 0, restored.stderr
+        stack.restore("vllm-cpu0", "vllm-cpu1")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["failures"] >= 1
     assert "error event in the stream" in summary["failures_by_reason"], summary["failures_by_reason"]

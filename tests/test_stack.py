@@ -159,7 +159,7 @@ def test_logs_shows_one_service_and_names_the_known_ones(stack: Stack) -> None:
 
 def test_status_names_a_stopped_service_and_restart_brings_it_back(stack: Stack) -> None:
     """`status` tells a crashed server from a healthy one; `llmfleet restart` starts it as `up` did."""
-    victim = next(s for s in stack.cli.state()["services"] if s["name"] == "vllm-cpu1")
+    victim = next(s for s in stack.services() if s["name"] == "vllm-cpu1")
     for pid in procs.group_members(victim["pid"], victim["started"]):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10

@@ -229,6 +229,45 @@ def soak(
     )
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (no pass or fail).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("gateway")
+def bench_gateway(
+    users: Annotated[str, typer.Option(help="Concurrent streams, comma-separated.")] = "1,16,64",
+    short: Annotated[int, typer.Option(min=1, help="Tokens in a short answer.")] = 16,
+    long: Annotated[int, typer.Option(min=1, help="Tokens in a long answer.")] = 256,
+    seconds: Annotated[float, typer.Option(min=1, help="Seconds of load per run.")] = 15,
+    alternative: Annotated[
+        list[str] | None, typer.Option(help="NAME=URL of another OpenAI-compatible way in to compare (repeat).")
+    ] = None,
+    results: Annotated[
+        str | None, typer.Option(help="Markdown file to append to [default: benchmarks/gateway.md].")
+    ] = None,
+) -> None:
+    """The gateway's cost: the same streamed load sent to the backends directly and through the gateway.
+
+    Prints added TTFT, throughput ratios and the gateway's CPU per 1,000 tokens, and appends them to the results
+    file with the machine's facts. Needs the native runner (the backends' ports)."""
+    fleet.bench_gateway(
+        users=parse_counts(users, "--users"), outputs={"short": short, "long": long}, seconds=seconds,
+        alternatives=alternative or [], results=results,
+    )  # fmt: skip
+
+
+def parse_counts(text: str, flag: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise FleetError(
+            f"{flag} {text!r} is not a list of positive whole numbers.", f"write e.g. {flag} 1,16,64.", flag
+        )
+    return counts
+
+
 images_app = typer.Typer(no_args_is_help=True, help="Stand-in images for hosts that cannot pull.")
 app.add_typer(images_app, name="images")
 

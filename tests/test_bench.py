@@ -1,0 +1,65 @@
+"""`llmfleet bench gateway`: the same load sent directly and through the gateway, compared and appended to a results
+file. The arithmetic is checked on fixed cells; the command itself runs against the real CPU stack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Cli, Stack
+
+from llmfleet import bench
+
+
+def cell(way_in: str, requests: int, tokens: int, ttft_p50: float, cpu: float | None = None) -> bench.Cell:
+    return bench.Cell(way_in, 16, 16, 10.0, requests, 0, tokens, ttft_p50, ttft_p50 * 2, cpu)
+
+
+def test_comparisons_subtract_direct_ttft_and_divide_throughput() -> None:
+    grid = bench.Grid([16], {"short": 16}, 10.0)
+    grid.cells = [cell("direct", 200, 3200, 40.0), cell("gateway", 100, 1600, 52.5, cpu=8.0)]
+    [comparison] = grid.comparisons()
+    assert comparison.added_ttft_p50_ms == pytest.approx(12.5)
+    assert comparison.added_ttft_p99_ms == pytest.approx(25.0)
+    assert comparison.requests_ratio == pytest.approx(0.5) and comparison.tokens_ratio == pytest.approx(0.5)
+    assert comparison.cell.cpu_s_per_1k_tokens == pytest.approx(5.0)
+
+
+def test_results_markdown_has_the_facts_every_cell_and_the_ratios() -> None:
+    grid = bench.Grid([1], {"short": 16}, 10.0)
+    grid.cells = [cell("direct", 50, 800, 30.0), cell("gateway", 40, 640, 90.0, cpu=3.2)]
+    text = bench.markdown(grid, {"cores": "2"}, {"litellm": "1.106.2"})
+    assert "- cores: 2" in text and "- litellm: 1.106.2" in text
+    assert "| direct | 16 | 16 | 5.0 | 80 | 30.0 | 60.0 | 0 | – |" in text
+    assert "| gateway | 16 | 16 | +60.0 | +120.0 | 0.80 | 0.80 |" in text
+
+
+def test_cpu_seconds_counts_a_live_process_and_none_without_one() -> None:
+    assert (bench.cpu_seconds(os.getpid()) or 0) > 0
+    assert bench.cpu_seconds(None) is None
+
+
+@pytest.mark.stack
+def test_bench_gateway_measures_direct_and_gateway_on_the_real_stack(stack: Stack, tmp_path: Path) -> None:
+    results = tmp_path / "gateway.md"
+    result = stack.cli("bench", "gateway", "--users", "1,4", "--short", "4", "--long", "32", "--seconds", "3",
+                       "--results", str(results), timeout=300)  # fmt: skip
+    print(result.stdout)  # the figures, for the CI log
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in results.read_text().splitlines() if line.startswith("| direct")]
+    gateway = [line.split("|")[1:-1] for line in results.read_text().splitlines() if line.startswith("| gateway")]
+    assert len(rows) == 4  # 2 user counts x 2 output lengths
+    cells = [r for r in gateway if len(r) == 9]
+    assert len(cells) == 4
+    for row in rows + cells:
+        assert float(row[3]) > 0 and float(row[4]) > 0 and int(row[7]) == 0  # requests/s, tokens/s, no failures
+    assert all(float(r[8]) > 0 for r in cells)  # the gateway's own CPU per 1k tokens was measured
+    assert "Against direct" in result.stdout
+
+
+def test_bench_refuses_a_malformed_user_list_and_a_stopped_fleet(cli: Cli) -> None:
+    result = cli("bench", "gateway", "--users", "1,zero")
+    assert result.returncode == 1 and "where: --users" in result.stderr and "Traceback" not in result.stderr
+    result = cli("bench", "gateway")
+    assert result.returncode == 1 and "llmfleet up" in result.stderr and "Traceback" not in result.stderr
