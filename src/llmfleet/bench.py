@@ -109,6 +109,17 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def listener_pid(port: int) -> int | None:
+    """The process listening on a local port (an alternative's CPU is charged to it); None if it cannot be seen."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except psutil.AccessDenied:
+        pass
+    return None
+
+
 async def ask(client: httpx.AsyncClient, url: str, key: str, body: dict) -> Answer:
     started = time.perf_counter()
     timer = StreamTimer(started)

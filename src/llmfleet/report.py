@@ -405,4 +405,4 @@ def bench_comparisons(comparisons: list[Comparison]) -> None:
             _num(cmp.added_ttft_p99_ms, "+.1f") + " ms", _num(cmp.requests_ratio, ".2f"),
             _num(cmp.tokens_ratio, ".2f"), _num(c.cpu_s_per_1k_tokens, ".2f"),
         )  # fmt: skip
-    out.print(table)
+    out.print(table, width=max(out.width, 130))  # a log or a pipe is 80 wide: keep one row a line
