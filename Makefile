@@ -79,8 +79,10 @@ test-stack: setup  ## Tests that boot the real CPU stack natively
 test-compose: docker-deps  ## The Compose stack on a Docker engine (ours, started and stopped, if none answers)
 	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest PYTEST_ARGS='-m compose'
 
+# Two pytest sessions, so the native stack is down before the Compose stack starts: one stack at a time.
 test: lint setup docker-deps  ## Everything: lint, unit tests, the native CPU stack, then the Compose stack
-	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest
+	$(BIN)/pytest -m "not compose"
+	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest PYTEST_ARGS='-m compose'
 
 _pytest:
 	$(BIN)/pytest $(PYTEST_ARGS)

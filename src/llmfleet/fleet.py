@@ -269,6 +269,14 @@ def loadtest(
     run.judge(summary)
 
 
+def running_state(settings: Settings, doing: str, where: str) -> State:
+    """The running fleet's state, for commands that act on a running fleet; an error naming `up` if none runs."""
+    state = State.load(settings.run_dir)
+    if state is None:
+        raise FleetError(f"llmfleet is not running: there is nothing to {doing}.", "run `llmfleet up` first.", where)
+    return state
+
+
 def soak(
     *, users: int, duration: str, warmup: str, out: str | None, max_tokens: int, scenario: str, as_json: bool
 ) -> None:
@@ -276,11 +284,7 @@ def soak(
     from llmfleet.loadtest import run
 
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is None:
-        raise FleetError(
-            "llmfleet is not running: there is nothing to soak.", "run `llmfleet up` first.", "llmfleet soak"
-        )
+    state = running_state(settings, "soak", "llmfleet soak")
     options = _load_options(
         settings,
         out,
@@ -339,11 +343,7 @@ def drill(users: int, window: float, as_json: bool) -> bool:
     from llmfleet import drill as drills
 
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is None:
-        raise FleetError(
-            "llmfleet is not running: there is nothing to drill.", "run `llmfleet up` first.", "llmfleet drill"
-        )
+    state = running_state(settings, "drill", "llmfleet drill")
     key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
     backends = drills.Backends(state, settings)
     if len(backends.names) < 2:
@@ -370,11 +370,7 @@ def bench_gateway(
     from llmfleet.soak import gateway_pid
 
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is None:
-        raise FleetError(
-            "llmfleet is not running: there is nothing to benchmark.", "run `llmfleet up` first.", "llmfleet bench"
-        )
+    state = running_state(settings, "benchmark", "llmfleet bench")
     if state.runner != "native":
         raise FleetError(
             "the benchmark sends load to the backends directly, and the Docker runner publishes no backend port "
