@@ -12,7 +12,7 @@ FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 2}
 
 # Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
 # Every runner ships all of them beside the rendered models.yaml.
-GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "params.yaml")
+GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "loadaware.py", "params.yaml")
 
 
 def model_list(plan: Plan, topology: Topology) -> str:

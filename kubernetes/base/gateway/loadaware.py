@@ -1,0 +1,159 @@
+# Rendered by llmfleet render from gateway/loadaware.py. Do not edit: change gateway/loadaware.py, then run llmfleet render.
+"""Routing on the engines' own load: power of two choices over what each vLLM server's /metrics says.
+
+LiteLLM's proxy takes no custom routing strategy, but it asks every callback to filter the healthy deployments
+before its own strategy picks one (`async_filter_deployments`). This filter keeps one: of two deployments drawn
+at random, the less loaded. Load is vLLM's running and waiting requests and KV-cache use, read from each server's
+/metrics about every second, plus the requests this worker sent it since that read (so a burst between two reads
+does not all go to one server). Everything else stays LiteLLM's: health checks, cooldowns, retries on another
+backend. A server whose /metrics cannot be read makes the filter step aside (LiteLLM's simple-shuffle decides)
+and says so once in the log; one whose /metrics times out counts as busy (too loaded, or frozen). LiteLLM loads
+it from config.yaml (`callbacks: [..., loadaware.routing]`).
+"""
+
+# No `from __future__ import annotations`: LiteLLM loads this file without registering it in sys.modules, where
+# dataclasses look string annotations up.
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from litellm.integrations.custom_logger import CustomLogger
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger("llmfleet.loadaware")
+
+REFRESH_S = 1.0
+READ_TIMEOUT_S = 2.5  # a busy CPU server takes seconds to render /metrics; a GPU server's API process far less
+# A reading older than this is not trusted (the server is gone: its port refuses). Generous, because a frozen or
+# swamped server is not stale: its timeouts mark it slow, and a starved host delays the polls themselves.
+STALE_S = 10.0
+WAITING_WEIGHT = 2.0  # a queued request costs more than a running one: it has not even started prefill
+SLOW_PENALTY = 100.0  # a server too busy (or frozen) to render /metrics in time is avoided while another answers
+METRICS = {
+    "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:kv_cache_usage_perc": "kv_cache",
+}
+
+
+@dataclass
+class Load:
+    running: float = 0.0
+    waiting: float = 0.0
+    kv_cache: float = 0.0  # 0..1
+    read_at: float = 0.0  # monotonic seconds; 0 = never read
+    sent_since: int = 0  # requests this worker routed to it since the reading
+    slow: bool = False  # its last /metrics did not come in time
+
+    def score(self) -> float:
+        load = self.running + self.sent_since + WAITING_WEIGHT * self.waiting + self.kv_cache
+        return load + (SLOW_PENALTY if self.slow else 0.0)
+
+    def fresh(self, now: float) -> bool:
+        return now - self.read_at <= STALE_S
+
+
+def parse_load(text: str) -> Load:
+    """vLLM's Prometheus text, summed over its label sets (one per model and engine)."""
+    load = Load()
+    for family in text_string_to_metric_families(text):
+        field = METRICS.get(family.name)
+        if field:
+            setattr(load, field, sum(s.value for s in family.samples if s.name == family.name))
+    return load
+
+
+def metrics_url(deployment: dict) -> str | None:
+    """http://vllm-cpu0:8000/v1 -> http://vllm-cpu0:8000/metrics"""
+    api_base = (deployment.get("litellm_params") or {}).get("api_base")
+    if not api_base:
+        return None
+    url = httpx.URL(api_base)
+    return str(url.copy_with(path="/metrics", query=None))
+
+
+def choose(candidates: list[str], loads: dict[str, Load], now: float, rng: random.Random) -> str | None:
+    """Of two candidates drawn at random, the one with the lower load; None when a reading is missing or stale."""
+    if any(c not in loads or not loads[c].fresh(now) for c in candidates):
+        return None
+    a, b = rng.sample(candidates, 2) if len(candidates) > 1 else (candidates[0], candidates[0])
+    return a if loads[a].score() <= loads[b].score() else b
+
+
+class LoadAwareRouting(CustomLogger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: dict[str, Load] = {}  # metrics URL -> latest reading
+        self.urls: set[str] = set()
+        self.rng = random.Random()  # noqa: S311 - load spreading, not secrecy
+        self.warned: set[str] = set()
+        self.rounds = 0  # polls completed: before the first, nothing is known yet and that is not a fault
+        self._poller: asyncio.Task | None = None
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list,
+        messages: Any = None,
+        request_kwargs: dict | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[dict]:
+        if len(healthy_deployments) < 2:
+            return healthy_deployments
+        by_url: dict[str, dict] = {}
+        for deployment in healthy_deployments:
+            url = metrics_url(deployment)
+            if url is None:
+                return healthy_deployments  # not a server whose load we can read: LiteLLM decides
+            by_url[url] = deployment
+        self.urls.update(by_url)
+        self._ensure_poller()
+        now = time.monotonic()
+        chosen = choose(list(by_url), self.loads, now, self.rng)
+        if chosen is None:
+            self._warn_once(model, [u for u in by_url if u not in self.loads or not self.loads[u].fresh(now)])
+            return healthy_deployments
+        self.loads[chosen].sent_since += 1
+        return [by_url[chosen]]
+
+    def _warn_once(self, model: str, urls: list[str]) -> None:
+        for url in urls:
+            if url not in self.warned and self.rounds:
+                self.warned.add(url)
+                log.warning("no fresh load from %s for %s: routing falls back to simple-shuffle", url, model)
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT_S, connect=0.5)) as client:
+            while True:
+                await asyncio.gather(*(self._read(client, url) for url in list(self.urls)))
+                self.rounds += 1
+                await asyncio.sleep(REFRESH_S)
+
+    async def _read(self, client: httpx.AsyncClient, url: str) -> None:
+        try:
+            response = await client.get(url)
+            response.raise_for_status()
+            load = parse_load(response.text)
+        except httpx.TimeoutException:
+            previous = self.loads.get(url)
+            if previous is not None:  # it answers, but too slowly: that is load too
+                previous.slow, previous.read_at = True, time.monotonic()
+            return
+        except (httpx.HTTPError, ValueError):
+            return  # refused or broken: the old reading goes stale and the filter steps aside for it
+        load.read_at = time.monotonic()
+        self.loads[url] = load
+        if url in self.warned:
+            self.warned.discard(url)
+            log.warning("load from %s is back: routing on it again", url)
+
+
+routing = LoadAwareRouting()

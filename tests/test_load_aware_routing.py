@@ -1,0 +1,159 @@
+"""Routing on the engines' own load (gateway/loadaware.py): its reading of real vLLM metrics and its choice, then
+the filter in the gateway's Python against servers that do not answer, then the live CPU stack: sequential traffic
+spreads over both backends, and a saturated backend receives less.
+
+All need the gateway's runtime (LiteLLM), which `make setup` installs: they run with the stack tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from conftest import ROOT, Stack, free_ports
+
+from llmfleet import paths, runtimes
+
+pytestmark = pytest.mark.stack
+METRICS = ROOT / "tests" / "data" / "metrics" / "vllm-0.32.0-cpu.prom"
+
+
+def in_gateway_python(script: str, *args: str) -> str:
+    python = runtimes.GATEWAY.python(paths.project_root())
+    preamble = "import sys; sys.path.insert(0, sys.argv[1])\n"
+    result = subprocess.run([str(python), "-c", preamble + script, str(ROOT / "gateway"), *args],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def summed(text: str, metric: str) -> float:
+    return sum(float(m) for m in re.findall(rf"^{re.escape(metric)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
+
+
+def test_load_is_read_from_a_real_vllm_metrics_page() -> None:
+    out = in_gateway_python(
+        "from loadaware import parse_load\nl = parse_load(open(sys.argv[2]).read())\n"
+        "print(l.running, l.waiting, l.kv_cache)",
+        str(METRICS),
+    )
+    text = METRICS.read_text()
+    expected = [summed(text, f"vllm:{m}") for m in ("num_requests_running", "num_requests_waiting",
+                                                      "kv_cache_usage_perc")]  # fmt: skip
+    assert [float(v) for v in out.split()] == pytest.approx(expected)
+
+
+def test_the_choice_avoids_loaded_and_slow_servers_spreads_ties_and_refuses_stale_readings() -> None:
+    out = in_gateway_python("""
+import random
+from loadaware import Load, choose
+rng = random.Random(7)
+busy, idle = Load(running=8, waiting=3, read_at=100), Load(running=0, read_at=100)
+print(sorted({choose(["a", "b"], {"a": busy, "b": idle}, 100.5, rng) for _ in range(50)}))
+tie = [choose(["a", "b"], {"a": Load(read_at=100), "b": Load(read_at=100)}, 100.5, rng) for _ in range(200)]
+print(tie.count("a"), tie.count("b"))
+print(choose(["a", "b"], {"a": idle, "b": Load(read_at=90)}, 100.5, rng), choose(["a", "b"], {"a": idle}, 100.5, rng))
+slow = Load(running=0, read_at=100, slow=True)  # its /metrics timed out: too busy or frozen
+print(sorted({choose(["a", "b"], {"a": slow, "b": busy}, 100.5, rng) for _ in range(50)}))
+""")
+    lines = out.splitlines()
+    assert lines[0] == "['b']"
+    a, b = map(int, lines[1].split())
+    assert a > 60 and b > 60  # ties go either way, so sequential traffic is never all on one backend
+    assert lines[2] == "None None"
+    assert lines[3] == "['b']"
+
+
+def test_unreadable_metrics_fall_back_to_all_backends_and_warn_once_each() -> None:
+    ports = free_ports(2)  # nothing listens: every read is refused
+    out = in_gateway_python("""
+import asyncio, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s: %(message)s")
+from loadaware import LoadAwareRouting
+deployments = [{"litellm_params": {"api_base": f"http://127.0.0.1:{p}/v1"}, "model_info": {"id": p}}
+               for p in sys.argv[2:]]
+async def main():
+    routing, kept = LoadAwareRouting(), set()
+    for _ in range(30):
+        kept.add(len(await routing.async_filter_deployments("fleet-tiny", deployments)))
+        await asyncio.sleep(0.1)
+    print("kept", sorted(kept))
+asyncio.run(main())
+""", *map(str, ports))  # fmt: skip
+    assert "kept [2]" in out
+    warnings = [line for line in out.splitlines() if "falls back to simple-shuffle" in line]
+    assert len(warnings) == 2 and all(any(str(p) in w for w in warnings) for p in ports), out
+
+
+def served_by(stack: Stack, requests: int) -> collections.Counter[str]:
+    """Sequential one-token completions through the gateway, counted by the backend that answered."""
+    counts: collections.Counter[str] = collections.Counter()
+    body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    for _ in range(requests):
+        response = httpx.post(stack.gateway + "/v1/chat/completions", json=body, timeout=60,
+                              headers={"Authorization": f"Bearer {stack.key}"})  # fmt: skip
+        assert response.status_code == 200, response.text
+        counts[response.headers["x-litellm-model-id"]] += 1
+    return counts
+
+
+def test_sequential_traffic_spreads_over_both_backends(stack: Stack) -> None:
+    counts = served_by(stack, 24)
+    assert counts["vllm-cpu0"] >= 6 and counts["vllm-cpu1"] >= 6, counts
+
+
+def busy(stack: Stack, name: str) -> float:
+    """Running and waiting requests, from the server's own /metrics (slow to render while it is busy)."""
+    text = httpx.get(stack.backend(name) + "/metrics", timeout=30).text
+    return summed(text, "vllm:num_requests_running") + summed(text, "vllm:num_requests_waiting")
+
+
+@contextmanager
+def saturated(stack: Stack, name: str, streams: int) -> Iterator[None]:
+    """Long streams sent straight to one backend, around the gateway, until the block ends."""
+    stop = threading.Event()
+    body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "go"}], "max_tokens": 1500,
+            "ignore_eos": True, "stream": True}  # fmt: skip
+    headers = {"Authorization": f"Bearer {stack.cli.secrets['VLLM_API_KEY']}"}
+
+    errors: list[str] = []
+
+    def stream() -> None:
+        try:
+            while not stop.is_set():
+                with httpx.stream("POST", stack.backend(name) + "/v1/chat/completions", json=body,
+                                  headers=headers, timeout=120) as response:  # fmt: skip
+                    for _ in response.iter_lines():
+                        if stop.is_set():
+                            return  # closing the connection makes vLLM abort the request
+        except httpx.HTTPError as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=stream, daemon=True) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while busy(stack, name) < streams - 1:  # one may be between two requests
+            assert time.monotonic() < deadline, f"{name} never held {streams - 1} requests; errors: {errors}"
+            time.sleep(0.2)
+        time.sleep(3)  # the gateway's next reading of /metrics sees it
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def test_a_saturated_backend_receives_less(stack: Stack) -> None:
+    with saturated(stack, "vllm-cpu0", streams=6):
+        counts = served_by(stack, 12)
+    # simple-shuffle would send about half (6) to the busy server; power of two choices on its load sends ~none.
+    assert counts["vllm-cpu1"] >= 10, counts
