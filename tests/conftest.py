@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -105,6 +106,11 @@ def cli(tmp_path: Path) -> Cli:
     return make_cli(tmp_path)
 
 
+def summed(text: str, metric: str) -> float:
+    """A metric in Prometheus's text format, summed over its label sets."""
+    return sum(float(v) for v in re.findall(rf"^{re.escape(metric)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
+
+
 def leftovers(state: dict) -> list[int]:
     """Live processes of any process group the stack started (zombies have exited and do not count)."""
     return [pid for s in state["services"] for pid in procs.group_members(s["pid"], s["started"])]
@@ -130,6 +136,11 @@ class Stack:
 
     def backend(self, name: str) -> str:
         return next(f"http://127.0.0.1:{s['port']}" for s in self.state["services"] if s["name"] == name)
+
+    def vllm_gauges(self, name: str, *metrics: str) -> float:
+        """The sum of gauges on one vLLM server's own /metrics (slow to render while it is busy)."""
+        text = httpx.get(self.backend(name) + "/metrics", timeout=30).text
+        return sum(summed(text, metric) for metric in metrics)
 
     def services(self) -> list[dict]:
         """The services as they are now: a test that restarted a backend gave it a new pid."""

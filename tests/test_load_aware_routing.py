@@ -8,7 +8,6 @@ All need the gateway's runtime (LiteLLM), which `make setup` installs: they run 
 from __future__ import annotations
 
 import collections
-import re
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from conftest import ROOT, Stack, free_ports
+from conftest import ROOT, Stack, free_ports, summed
 
 from llmfleet import paths, runtimes
 
@@ -32,10 +31,6 @@ def in_gateway_python(script: str, *args: str) -> str:
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def summed(text: str, metric: str) -> float:
-    return sum(float(m) for m in re.findall(rf"^{re.escape(metric)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
 
 
 def test_load_is_read_from_a_real_vllm_metrics_page() -> None:
@@ -109,12 +104,6 @@ def test_sequential_traffic_spreads_over_both_backends(stack: Stack) -> None:
     assert counts["vllm-cpu0"] >= 6 and counts["vllm-cpu1"] >= 6, counts
 
 
-def busy(stack: Stack, name: str) -> float:
-    """Running and waiting requests, from the server's own /metrics (slow to render while it is busy)."""
-    text = httpx.get(stack.backend(name) + "/metrics", timeout=30).text
-    return summed(text, "vllm:num_requests_running") + summed(text, "vllm:num_requests_waiting")
-
-
 @contextmanager
 def saturated(stack: Stack, name: str, streams: int) -> Iterator[None]:
     """Long streams sent straight to one backend, around the gateway, until the block ends."""
@@ -141,7 +130,8 @@ def saturated(stack: Stack, name: str, streams: int) -> Iterator[None]:
         thread.start()
     try:
         deadline = time.monotonic() + 60
-        while busy(stack, name) < streams - 1:  # one may be between two requests
+        held = ("vllm:num_requests_running", "vllm:num_requests_waiting")
+        while stack.vllm_gauges(name, *held) < streams - 1:  # one may be between two requests
             assert time.monotonic() < deadline, f"{name} never held {streams - 1} requests; errors: {errors}"
             time.sleep(0.2)
         time.sleep(3)  # the gateway's next reading of /metrics sees it

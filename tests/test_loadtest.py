@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import ROOT, Stack
 
@@ -72,13 +71,8 @@ def test_bad_options_get_a_clear_error(stack: Stack, tmp_path: Path) -> None:
 
 def running_answers(stack: Stack) -> float:
     """Requests the vLLM servers are decoding now, from their own /metrics."""
-    total = 0.0
-    for service in stack.services():
-        if service["name"].startswith("vllm-"):
-            metrics = httpx.get(f"http://127.0.0.1:{service['port']}/metrics", timeout=5).text
-            total += sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                         if line.startswith("vllm:num_requests_running{"))  # fmt: skip
-    return total
+    return sum(stack.vllm_gauges(s["name"], "vllm:num_requests_running") for s in stack.services()
+               if s["name"].startswith("vllm-"))  # fmt: skip
 
 
 def wait_for_a_running_answer(stack: Stack, timeout: float = 120) -> None:

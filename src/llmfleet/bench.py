@@ -24,7 +24,8 @@ import httpx
 import numpy as np
 import psutil
 
-from llmfleet.loadtest.stream import Answer, StreamTimer
+from llmfleet import report
+from llmfleet.loadtest.stream import Answer, ask_streamed
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -120,22 +121,6 @@ def listener_pid(port: int) -> int | None:
     return None
 
 
-async def ask(client: httpx.AsyncClient, url: str, key: str, body: dict) -> Answer:
-    started = time.perf_counter()
-    timer = StreamTimer(started)
-    try:
-        async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as response:
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                timer.error = f"HTTP {response.status_code}: {text[:200]}"
-            else:
-                async for line in response.aiter_lines():
-                    timer.feed(line)
-    except httpx.HTTPError as e:
-        timer.error = timer.error or f"the connection broke: {e!r}"
-    return timer.finish()
-
-
 async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int, seconds: float) -> Cell:
     body = {
         "model": model,
@@ -149,14 +134,15 @@ async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int,
     answers: list[Answer] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5), limits=limits) as client:
-        await ask(client, way_in.urls[0], way_in.key, {**body, "max_tokens": 2})  # warm the connection and caches
+        headers = {"Authorization": f"Bearer {way_in.key}"}
+        await ask_streamed(client, way_in.urls[0], headers, {**body, "max_tokens": 2}, time.perf_counter)  # warm up
         cpu_before = cpu_seconds(way_in.pid)
         started = time.perf_counter()
         deadline = started + seconds
 
         async def user() -> None:
             while time.perf_counter() < deadline:
-                answers.append(await ask(client, next(urls), way_in.key, body))
+                answers.append((await ask_streamed(client, next(urls), headers, body, time.perf_counter)).answer)
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -220,10 +206,6 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     """One run as a Markdown section: the facts, every cell, then each way in against direct."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -238,8 +220,8 @@ def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     for c in grid.cells:
         lines.append(
             f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | {c.requests_per_s:.1f} | {c.tokens_per_s:.0f} "
-            f"| {_fmt(c.ttft_p50_ms, '.1f')} | {_fmt(c.ttft_p99_ms, '.1f')} | {c.failures} "
-            f"| {_fmt(c.cpu_s_per_1k_tokens, '.2f')} |"
+            f"| {report.number(c.ttft_p50_ms, '.1f')} | {report.number(c.ttft_p99_ms, '.1f')} | {c.failures} "
+            f"| {report.number(c.cpu_s_per_1k_tokens, '.2f')} |"
         )
     lines += [
         "",
@@ -250,9 +232,9 @@ def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     for cmp in grid.comparisons():
         c = cmp.cell
         lines.append(
-            f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | {_fmt(cmp.added_ttft_p50_ms, '+.1f')} "
-            f"| {_fmt(cmp.added_ttft_p99_ms, '+.1f')} | {_fmt(cmp.requests_ratio, '.2f')} "
-            f"| {_fmt(cmp.tokens_ratio, '.2f')} |"
+            f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | {report.number(cmp.added_ttft_p50_ms, '+.1f')} "
+            f"| {report.number(cmp.added_ttft_p99_ms, '+.1f')} | {report.number(cmp.requests_ratio, '.2f')} "
+            f"| {report.number(cmp.tokens_ratio, '.2f')} |"
         )
     return "\n".join(lines) + "\n\n"
 

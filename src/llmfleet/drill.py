@@ -27,7 +27,7 @@ import numpy as np
 
 from llmfleet import dockerrun, native, procs, report
 from llmfleet.errors import FleetError
-from llmfleet.loadtest.stream import StreamTimer
+from llmfleet.loadtest.stream import StreamTimer, ask_streamed
 from llmfleet.runstate import ServiceStatus, State
 from llmfleet.settings import Settings
 
@@ -40,7 +40,6 @@ TRAFFIC_AGAIN_WITHIN_S = 30.0
 class Outcome:
     start: float
     end: float
-    status: int
     backend: str | None  # the server that answered (x-litellm-model-id)
     first_token: float | None
     error: str | None
@@ -98,29 +97,10 @@ class SteadyLoad:
 
 
 async def ask(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict) -> Outcome:
-    start = time.monotonic()
-    timer = StreamTimer(start, time.monotonic)
-    try:
-        async with client.stream("POST", url, json=body, headers=headers) as response:
-            backend = response.headers.get("x-litellm-model-id")
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                return Outcome(
-                    start,
-                    time.monotonic(),
-                    response.status_code,
-                    backend,
-                    None,
-                    f"HTTP {response.status_code}: {text[:200]}",
-                )
-            async for line in response.aiter_lines():
-                timer.feed(line)
-    except httpx.HTTPError as e:
-        timer.error = timer.error or f"the connection broke: {e!r}"
-        backend = None
-    answer = timer.finish()
+    streamed = await ask_streamed(client, url, headers, body, time.monotonic)
+    answer, start = streamed.answer, streamed.started
     first = None if answer.ttft is None else start + answer.ttft
-    return Outcome(start, time.monotonic(), 200, backend, first, answer.error)
+    return Outcome(start, start + answer.e2e, streamed.backend, first, answer.error)
 
 
 def p99(outcomes: list[Outcome]) -> float | None:

@@ -401,8 +401,9 @@ def bench_gateway(
                 "--alternative vllm-router=http://127.0.0.1:30000 (it is sent the backends' key).",
                 "--alternative",
             )
-        port = httpx.URL(url).port
-        pid = bench.listener_pid(port) if port and httpx.URL(url).host in ("127.0.0.1", "localhost") else None
+        parsed = httpx.URL(url)
+        local = parsed.port and parsed.host in ("127.0.0.1", "localhost")
+        pid = bench.listener_pid(parsed.port) if local else None
         ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], keys["VLLM_API_KEY"], pid))
     grid = bench.Grid(users, outputs, seconds)
     report.info(

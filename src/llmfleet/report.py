@@ -379,7 +379,8 @@ def soak_figures(figures: dict, as_json: bool) -> None:
               f"{figures['output_tokens_per_s']} output tokens/s")  # fmt: skip
 
 
-def _num(value: float | None, spec: str) -> str:
+def number(value: float | None, spec: str) -> str:
+    """A figure formatted with `spec`, or a dash where there is none (in tables and the benchmark's Markdown)."""
     return "–" if value is None else format(value, spec)
 
 
@@ -389,7 +390,7 @@ def bench_cell(cell: Cell) -> None:
     out.print(
         f"{cell.way_in:>12} | {cell.concurrency:>3} users | {cell.max_tokens:>4} tokens | "
         f"{cell.requests_per_s:6.1f} req/s | {cell.tokens_per_s:7.0f} tok/s | "
-        f"TTFT p50 {_num(cell.ttft_p50_ms, '.1f')} ms p99 {_num(cell.ttft_p99_ms, '.1f')} ms{failures}"
+        f"TTFT p50 {number(cell.ttft_p50_ms, '.1f')} ms p99 {number(cell.ttft_p99_ms, '.1f')} ms{failures}"
     )
 
 
@@ -401,8 +402,8 @@ def bench_comparisons(comparisons: list[Comparison]) -> None:
     for cmp in comparisons:
         c = cmp.cell
         table.add_row(
-            c.way_in, str(c.concurrency), str(c.max_tokens), _num(cmp.added_ttft_p50_ms, "+.1f") + " ms",
-            _num(cmp.added_ttft_p99_ms, "+.1f") + " ms", _num(cmp.requests_ratio, ".2f"),
-            _num(cmp.tokens_ratio, ".2f"), _num(c.cpu_s_per_1k_tokens, ".2f"),
+            c.way_in, str(c.concurrency), str(c.max_tokens), number(cmp.added_ttft_p50_ms, "+.1f") + " ms",
+            number(cmp.added_ttft_p99_ms, "+.1f") + " ms", number(cmp.requests_ratio, ".2f"),
+            number(cmp.tokens_ratio, ".2f"), number(c.cpu_s_per_1k_tokens, ".2f"),
         )  # fmt: skip
     out.print(table, width=max(out.width, 130))  # a log or a pipe is 80 wide: keep one row a line

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import httpx
+
 
 @dataclass
 class Answer:
@@ -90,6 +92,36 @@ class StreamTimer:
             gaps=self.gaps,
             output_tokens=self.usage_tokens if self.usage_tokens is not None else self.chunks,
         )
+
+
+@dataclass
+class Streamed:
+    started: float  # on the clock the request was timed with
+    backend: str | None  # the gateway's x-litellm-model-id; None when the connection broke
+    answer: Answer
+
+
+async def ask_streamed(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict, clock: Callable[[], float]
+) -> Streamed:
+    """Send one streamed request and time it as the user sees it; HTTP errors and broken connections are answers
+    with an error, never exceptions."""
+    started = clock()
+    timer = StreamTimer(started, clock)
+    backend = None
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            backend = response.headers.get("x-litellm-model-id")
+            if response.status_code != 200:
+                text = (await response.aread()).decode(errors="replace")
+                timer.error = f"HTTP {response.status_code}: {text[:200]}"
+            else:
+                async for line in response.aiter_lines():
+                    timer.feed(line)
+    except httpx.HTTPError as e:
+        timer.error = timer.error or f"the connection broke: {e!r}"
+        backend = None
+    return Streamed(started, backend, timer.finish())
 
 
 def whole_answer(body: str, started: float, ended: float) -> Answer:
