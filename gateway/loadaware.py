@@ -45,7 +45,7 @@ class Load:
     waiting: float = 0.0
     kv_cache: float = 0.0  # 0..1
     read_at: float = 0.0  # monotonic seconds; 0 = never read
-    sent_since: int = 0  # requests this worker routed to it since the reading
+    sent_since: int = 0  # requests this worker routed to it since the reading, and not yet finished
     slow: bool = False  # its last /metrics did not come in time
 
     def score(self) -> float:
@@ -90,6 +90,7 @@ class LoadAwareRouting(CustomLogger):
         self.urls: set[str] = set()
         self.rng = random.Random()  # noqa: S311 - load spreading, not secrecy
         self.warned: set[str] = set()
+        self.url_of: dict[str, str] = {}  # deployment id -> its metrics URL
         self.rounds = 0  # polls completed: before the first, nothing is known yet and that is not a fault
         self._poller: asyncio.Task | None = None
 
@@ -117,7 +118,22 @@ class LoadAwareRouting(CustomLogger):
             self._warn_once(model, [u for u in by_url if u not in self.loads or not self.loads[u].fresh(now)])
             return healthy_deployments
         self.loads[chosen].sent_since += 1
+        self.url_of[str((by_url[chosen].get("model_info") or {}).get("id"))] = chosen
         return [by_url[chosen]]
+
+    # A finished request no longer loads its server: without this, a run of short sequential requests between
+    # two readings would pile up on the idle server's count until the busy one looked better.
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._finished(kwargs)
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._finished(kwargs)
+
+    def _finished(self, kwargs: dict) -> None:
+        model_info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
+        load = self.loads.get(self.url_of.get(str(model_info.get("id")), ""))
+        if load is not None and load.sent_since > 0:
+            load.sent_since -= 1
 
     def _warn_once(self, model: str, urls: list[str]) -> None:
         for url in urls:
