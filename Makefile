@@ -51,7 +51,7 @@ doctor: $(VENV)/.installed  ## Check driver, GPUs, VRAM, libcuda, Docker GPU run
 setup: $(VENV)/.installed system-deps  ## Install the CPU runtimes (vLLM, LiteLLM) and Prometheus without starting
 	$(LLMFLEET) setup --plan cpu
 
-system-deps:  ## Prometheus and promtool from Debian's packages, if missing
+system-deps:  ## Prometheus, promtool and Redis from Debian's packages, if missing
 	@scripts/system-deps.sh
 
 docker-deps: $(VENV)/.installed  ## docker.io, debootstrap and the Compose plugin, if missing

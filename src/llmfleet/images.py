@@ -50,6 +50,7 @@ STANDINS = (
     StandIn("VLLM_CPU_IMAGE", "llmfleet/vllm-cpu:0.32.0", "vllm-cpu", _vllm_context),
     StandIn("LITELLM_IMAGE", "llmfleet/litellm:1.106.2", "litellm", _gateway_context),
     StandIn("PROMETHEUS_IMAGE", "llmfleet/prometheus:2.42.0", "prometheus", lambda root, ctx: {}),
+    StandIn("REDIS_IMAGE", "llmfleet/redis:7.0.15", "redis", lambda root, ctx: {}),
 )
 
 

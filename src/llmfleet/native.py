@@ -40,6 +40,11 @@ class Service:
     health_path: str
     env: dict[str, str] = field(default_factory=dict)
     repo: str | None = None  # a vLLM server's model repo, to follow its download in the HF cache
+    scheme: str = "http"  # how its health is asked: over HTTP, or Redis's PING
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.scheme}://{HOST}:{self.port}{self.health_path}"
 
 
 # --- building the services -------------------------------------------------------------------------------------
@@ -98,6 +103,23 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
         ]
         result.append(Service(name, argv, vllm_port(settings, i), "VLLM_PORT_BASE", "/health", env, model.repo))
 
+    # Redis before the gateway: its workers share cooldowns and usage there. Without it each keeps its own.
+    redis_bin = shutil.which(settings.REDIS_BIN)
+    shared_state = {}
+    if redis_bin:
+        config = str(run_dir / "redis" / "redis.conf")
+        result.append(Service("redis", [redis_bin, config], settings.REDIS_PORT, "REDIS_PORT", "", scheme="redis"))
+        shared_state = {
+            "REDIS_HOST": HOST,
+            "REDIS_PORT": str(settings.REDIS_PORT),
+            "REDIS_PASSWORD": secrets["REDIS_PASSWORD"],
+        }
+    else:
+        report.warn(
+            f"Redis ({settings.REDIS_BIN}) is not installed: the gateway's workers keep their state apart. "
+            "Install it (Debian: apt-get install redis-server) or set REDIS_BIN in .env."
+        )
+
     gateway_bin = runtimes.GATEWAY.directory(root) / "bin" / "litellm"
     result.append(
         Service(
@@ -111,7 +133,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 "--port",
                 str(settings.GATEWAY_PORT),
                 "--num_workers",
-                str(settings.GATEWAY_WORKERS),
+                str(settings.GATEWAY_WORKERS or render_gateway.workers(plan)),
             ],
             settings.GATEWAY_PORT,
             "GATEWAY_PORT",
@@ -121,6 +143,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 "VLLM_API_KEY": secrets["VLLM_API_KEY"],
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # it would fetch the cost map from GitHub at every start
                 "GATEWAY_MAX_BODY_MB": str(settings.GATEWAY_MAX_BODY_MB),  # read by gateway/guard.py
+                **shared_state,
             },
         )
     )
@@ -172,10 +195,23 @@ def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str,
     for name in render_gateway.GATEWAY_FILES:  # copied, so editing gateway/ never changes a running stack
         files[run_dir / "gateway" / name] = (root / "gateway" / name).read_text(encoding="utf-8")
     write_files(files)
+    write_redis_config(run_dir / "redis", settings.REDIS_PORT, secrets["REDIS_PASSWORD"])
     key = run_dir / "secrets" / "gateway.key"
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key.touch(mode=0o600)
     key.write_text(secrets["LITELLM_MASTER_KEY"])
+
+
+def write_redis_config(folder: Path, port: int, password: str) -> None:
+    """Its config holds the password, so it is a private file, not a flag that `ps` shows."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config = folder / "redis.conf"
+    config.touch(mode=0o600)
+    config.write_text(
+        f"bind {HOST}\nport {port}\nrequirepass {password}\ndir {folder}\n"
+        # Cooldowns and counters live for seconds: nothing worth keeping across a restart.
+        'save ""\nappendonly no\n'
+    )
 
 
 # --- checks before starting -----------------------------------------------------------------------------------
@@ -233,7 +269,7 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
                 0,
                 0,
                 service.port,
-                f"http://{HOST}:{service.port}{service.health_path}",
+                service.health_url,
                 str(run_dir / "logs" / f"{service.name}.log"),
                 service.repo,
                 service.argv,

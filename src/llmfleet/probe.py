@@ -1,17 +1,32 @@
-"""Checks over HTTP that a service is really there: a health URL, and a real completion through the gateway."""
+"""Checks that a service is really there: a health URL (HTTP, or Redis's PING), and a real completion through
+the gateway."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
 
 
 def healthy(client: httpx.Client, url: str) -> bool:
+    if url.startswith("redis://"):
+        return redis_answers(httpx.URL(url))
     try:
         return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def redis_answers(url: httpx.URL, timeout: float = 2) -> bool:
+    """Redis speaks its protocol on the port. Without the password it answers PING with NOAUTH: up all the same."""
+    try:
+        with socket.create_connection((url.host, url.port or 6379), timeout=timeout) as connection:
+            connection.sendall(b"PING\r\n")
+            reply = connection.recv(64)
+    except OSError:
+        return False
+    return reply.startswith((b"+PONG", b"-NOAUTH"))
 
 
 def first_answer(gateway: str, key: str, models: list[str], patience: float = 60) -> str | None:

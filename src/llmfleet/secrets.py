@@ -20,6 +20,8 @@ GENERATORS = {
     # Between the gateway and the vLLM servers only, so no client can use a backend around the gateway.
     "VLLM_API_KEY": lambda: "sk-vllm-" + secrets.token_urlsafe(24),
     "GF_SECURITY_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
+    # Redis, where the gateway's workers share cooldowns and usage; only the gateway holds it.
+    "REDIS_PASSWORD": lambda: secrets.token_urlsafe(24),
 }
 
 

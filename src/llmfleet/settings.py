@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmfleet import paths
@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     PROMETHEUS_PORT: Port = 9090
     GRAFANA_PORT: Port = 3000
     VLLM_PORT_BASE: Port = 8100
-    GATEWAY_WORKERS: Annotated[int, Field(ge=1, le=64)] = 1
+    REDIS_PORT: Port = 6379
+    GATEWAY_WORKERS: Annotated[int, Field(ge=1, le=64)] | None = None  # None: as many as the plan's token rate needs
     GATEWAY_MAX_BODY_MB: Annotated[float, Field(gt=0)] = 4
     VLLM_START_TIMEOUT: Annotated[int, Field(ge=10)] = 900
     VLLM_CPU_KVCACHE_SPACE: Annotated[int, Field(ge=1)] = 1
@@ -32,11 +33,17 @@ class Settings(BaseSettings):
     LLMFLEET_SECRETS_FILE: str = ".env.secrets"
     VLLM_PYTHON: str = ""
     PROMETHEUS_BIN: str = "prometheus"
+    REDIS_BIN: str = "redis-server"
     # Service-level objectives: rendered into monitoring/prometheus/rules/slo.rules.yaml (alerts, dashboards);
     # the load test checks against the same values.
     SLO_TTFT_P95_SECONDS: Annotated[float, Field(gt=0)] = 2.0
     SLO_ITL_P95_SECONDS: Annotated[float, Field(gt=0)] = 0.1
     SLO_ERROR_RATE: Annotated[float, Field(gt=0, lt=1)] = 0.01
+
+    @field_validator("GATEWAY_WORKERS", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     def path(self, value: str) -> Path:
         """A path setting, relative to the project root unless absolute."""

@@ -22,7 +22,7 @@ def copy_project(tmp_path: Path) -> Path:
         else:
             shutil.copy(source, tmp_path / name)
     (tmp_path / ".env.secrets").write_text(
-        "LITELLM_MASTER_KEY=sk-test\nVLLM_API_KEY=sk-v\nGF_SECURITY_ADMIN_PASSWORD=x\n"
+        "LITELLM_MASTER_KEY=sk-test\nVLLM_API_KEY=sk-v\nGF_SECURITY_ADMIN_PASSWORD=x\nREDIS_PASSWORD=r-test\n"
     )
     return tmp_path
 

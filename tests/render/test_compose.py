@@ -55,11 +55,24 @@ def test_vllm_services_have_a_health_check_on_health(model: dict) -> None:
         assert service["shm_size"] or service.get("ipc") == "host"
 
 
-def test_gateway_waits_for_every_backend_to_be_healthy(model: dict) -> None:
+def test_gateway_waits_for_every_backend_and_redis_to_be_healthy(model: dict) -> None:
     depends = model["services"]["gateway"]["depends_on"]
     assert {name: d["condition"] for name, d in depends.items()} == {
-        name: "service_healthy" for name in vllm_services(model)
+        name: "service_healthy" for name in [*vllm_services(model), "redis"]
     }
+
+
+def test_the_gateway_gets_the_plans_worker_count_unless_env_sets_one(project: Path, model: dict) -> None:
+    assert model["services"]["gateway"]["command"][-2:] == ["--num_workers", "2"]  # 2 x 32 sequences x 30 tokens/s
+    result = compose_config(project, "--format", "json", env={"GATEWAY_WORKERS": "5"})
+    assert json.loads(result.stdout)["services"]["gateway"]["command"][-2:] == ["--num_workers", "5"]
+
+
+def test_redis_password_reaches_redis_and_the_gateway_from_the_generated_file_only(model: dict) -> None:
+    for name in ("redis", "gateway"):
+        assert model["services"][name]["environment"]["REDIS_PASSWORD"] == "r-test"
+    assert model["services"]["gateway"]["environment"]["REDIS_HOST"] == "redis"
+    assert "r-test" not in json.dumps(model["services"]["redis"]["entrypoint"])  # read at start, never an argument
 
 
 def test_only_gateway_prometheus_and_grafana_are_published_and_on_loopback(model: dict) -> None:

@@ -30,8 +30,9 @@ def started_services(project: Path, profiles: str) -> list[str]:
 
 
 def test_cpu_variant_runs_the_cpu_plan_in_place_of_the_gpu_services(project: Path) -> None:
-    assert started_services(project, "") == ["gateway", "prometheus", "vllm-cpu0", "vllm-cpu1"]
-    assert started_services(project, "dashboards") == ["gateway", "grafana", "prometheus", "vllm-cpu0", "vllm-cpu1"]
+    assert started_services(project, "") == ["gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
+    assert started_services(project, "dashboards") == ["gateway", "grafana", "prometheus", "redis", "vllm-cpu0",
+                                                       "vllm-cpu1"]  # fmt: skip
 
 
 def test_cpu_variant_reserves_no_gpu(model: dict) -> None:
@@ -41,7 +42,8 @@ def test_cpu_variant_reserves_no_gpu(model: dict) -> None:
 
 def test_gateway_waits_for_the_cpu_servers_and_routes_to_them(model: dict, project: Path) -> None:
     gateway = model["services"]["gateway"]
-    assert sorted(gateway["depends_on"]) == ["vllm-cpu0", "vllm-cpu1"]
+    assert sorted(gateway["depends_on"]) == ["redis", "vllm-cpu0", "vllm-cpu1"]
+    assert gateway["command"][-2:] == ["--num_workers", "1"]  # the CPU plan's token rate needs one
     models_mount = next(v["source"] for v in gateway["volumes"] if v["target"] == "/etc/litellm/models.yaml")
     text = Path(models_mount).read_text()
     assert "http://vllm-cpu0:8000/v1" in text and "http://vllm-cpu1:8000/v1" in text

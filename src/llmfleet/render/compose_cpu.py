@@ -13,8 +13,8 @@ from __future__ import annotations
 from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan
 from llmfleet.render import Tagged, rendered
-from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, cpu_service
-from llmfleet.render.gateway import GATEWAY_FILES
+from llmfleet.render.compose import GATEWAY_CONTAINER_PORT, SYNTHETIC_DIR_IN_IMAGE, cpu_service
+from llmfleet.render.gateway import GATEWAY_FILES, container_command
 from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
 
 GPU_ONLY_PROFILE = "gpu"  # never in COMPOSE_PROFILES on a CPU host: what carries it does not start
@@ -31,8 +31,10 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
         # This file is read beside compose.yaml, so the secrets file is named from the project's folder.
         services[name] = cpu_service(command, model.synthetic, secrets={"path": ".env.secrets", "required": True})
+    backends = {name: {"condition": "service_healthy"} for name, _ in cpu.named_servers()}
     services["gateway"] = {
-        "depends_on": Tagged("!override", {name: {"condition": "service_healthy"} for name, _ in cpu.named_servers()}),
+        "command": Tagged("!override", container_command(cpu, GATEWAY_CONTAINER_PORT)),
+        "depends_on": Tagged("!override", {**backends, "redis": {"condition": "service_healthy"}}),
         "volumes": Tagged("!override", [
             *(f"./gateway/{name}:/etc/litellm/{name}:ro" for name in GATEWAY_FILES),
             f"./{MODELS_FILE}:/etc/litellm/models.yaml:ro",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from llmfleet.plan import Plan
 from llmfleet.render import Topology, rendered
 
@@ -10,9 +12,29 @@ from llmfleet.render import Topology, rendered
 # the CPU plan's synthetic model answers in a fraction of a second, so a frozen server is noticed within seconds.
 FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 2}
 
+# What one LiteLLM worker relays: about 1,500 streamed tokens/s, a core's worth (benchmarks/gateway.md: 0.44-0.74
+# CPU-seconds per 1,000 tokens of long answers).
+WORKER_TOKENS_PER_S = 1500
+# One stream's decode speed while its server runs a full batch, an estimate: a 7B AWQ model on an RTX 3060 decodes
+# 32 sequences at about 30 tokens/s each; the CPU plan's synthetic model, two servers on two cores, about 25.
+STREAM_TOKENS_PER_S = {"cuda": 30, "cpu": 25}
+
 # Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
 # Every runner ships all of them beside the rendered models.yaml.
 GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "loadaware.py", "params.yaml")
+
+
+def workers(plan: Plan) -> int:
+    """Gateway worker processes for the plan's expected token rate: every server's full batch, streamed."""
+    rate = sum(s.max_num_seqs for s in plan.servers) * STREAM_TOKENS_PER_S[plan.device]
+    return max(1, math.ceil(rate / WORKER_TOKENS_PER_S))
+
+
+def container_command(plan: Plan, port: int) -> list[str]:
+    """The gateway container's arguments (the official image's entrypoint is `litellm`). GATEWAY_WORKERS in .env, when
+    set, overrides the plan's worker count."""
+    return ["--config", "/etc/litellm/config.yaml", "--port", str(port),
+            "--num_workers", f"${{GATEWAY_WORKERS:-{workers(plan)}}}"]  # fmt: skip
 
 
 def model_list(plan: Plan, topology: Topology) -> str:

@@ -68,7 +68,7 @@ QUEUE_PER_REPLICA = 4  # waiting requests per replica KEDA aims at (see the auto
 SCALE_DOWN_WINDOW_S = 600  # a replica costs minutes of loading: keep it until the load has been low for 10 min
 HF_CACHE_IN_POD = "/root/.cache/huggingface"  # the official vLLM image runs as root
 ENV_KEYS = ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "VLLM_SHM_SIZE", "VLLM_START_PERIOD", "HF_ENDPOINT",
-            "HF_HUB_OFFLINE", "GATEWAY_WORKERS", "VLLM_CPU_KVCACHE_SPACE")  # fmt: skip
+            "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE")  # fmt: skip
 
 # (source, target): the labels Compose's scrape config gives each vLLM server (render/prometheus.py
 # backend_labels), taken from its pod; `server` is the pod's name, which is also the gateway's id for it. There is
@@ -158,14 +158,15 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
     container = {
         "name": GATEWAY,
         "image": env["LITELLM_IMAGE"],
-        # The same command as gateway/compose.yaml's; config.yaml includes models.yaml from its own folder.
+        # The same command as Compose's; config.yaml includes models.yaml from its own folder. The base serves every
+        # plan, so its worker count is .env's GATEWAY_WORKERS or one: a cluster adds gateway pods, not workers.
         "args": [
             "--config",
             "/etc/litellm/config.yaml",
             "--port",
             str(GATEWAY_PORT),
             "--num_workers",
-            env["GATEWAY_WORKERS"],
+            env.get("GATEWAY_WORKERS") or "1",
         ],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "env": [*key, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
