@@ -201,11 +201,36 @@ class Drill:
         self.figure("baseline", "p99 latency (s)", round(baseline, 3))
         self.figure("baseline", "requests", len(load.outcomes))
         victim = self.backends.names[-1]
-        self.stream_cut(victim)
+        self.stream_cut()
+        self.wait_until_every_backend_serves()
         self.under_load("kill", victim, signal.SIGKILL, baseline)
+        self.wait_until_every_backend_serves()
         self.under_load("freeze", victim, signal.SIGSTOP, baseline)
+        self.wait_until_every_backend_serves()
         self.all_down()
         return self.figures
+
+    def wait_until_every_backend_serves(self) -> None:
+        """Each drill starts from a whole fleet: a backend brought back is healthy before the gateway's cooldown of
+        it ends, and a drill that strikes the other one then would measure two failures, not one."""
+        body = {"model": self.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        headers = {"Authorization": f"Bearer {self.key}"}
+        unseen = set(self.backends.names)
+        deadline = time.monotonic() + TRAFFIC_AGAIN_WITHIN_S + 30
+        with httpx.Client(timeout=30) as client:
+            while unseen and time.monotonic() < deadline:
+                response = client.post(f"{self.gateway}/v1/chat/completions", json=body, headers=headers)
+                if response.status_code == 200:
+                    unseen.discard(response.headers.get("x-litellm-model-id", ""))
+                else:
+                    time.sleep(0.5)
+        if unseen:
+            raise FleetError(
+                f"the gateway sent no request to {', '.join(sorted(unseen))} within "
+                f"{TRAFFIC_AGAIN_WITHIN_S + 30:g} s of the last drill.",
+                "check `llmfleet status` and the gateway's log, then run the drill again.",
+                "llmfleet drill",
+            )
 
     def under_load(self, drill: str, victim: str, sig: signal.Signals, baseline: float) -> None:
         with self.load() as load:
@@ -252,15 +277,15 @@ class Drill:
             time.sleep(0.5)
         return None
 
-    def stream_cut(self, victim: str) -> None:
-        """A long answer from `victim`; kill it once tokens flow; the client must see an error event.
+    def stream_cut(self) -> None:
+        """A long answer; kill the backend that serves it once tokens flow; the client must see an error event.
 
         A small CPU model writes its whole answer in seconds, faster than the gateway relays it: a kill can come
         after the server sent its last token, and the answer then arrives whole. That cut came too late to cut
         anything, so the drill tries again; only [DONE] after fewer tokens than asked is a silent truncation.
         """
         for attempt in range(1, CUT_ATTEMPTS + 1):
-            answer, chunks = self._cut_one_stream(victim)
+            answer, chunks, victim = self._cut_one_stream()
             if answer is None:
                 return
             self.backends.bring_back([victim])
@@ -274,9 +299,9 @@ class Drill:
             self.figure("stream cut", "ended with", ended, "an error event", explicit)
             return
 
-    def _cut_one_stream(self, victim: str) -> tuple[Answer | None, int]:
-        """Ask until `victim` answers, kill it after three content chunks, read to the end. None: no answer to cut
-        (its figure is written)."""
+    def _cut_one_stream(self) -> tuple[Answer | None, int, str]:
+        """Ask for a long answer, kill the backend the gateway names after three content chunks, read to the end.
+        None: no answer to cut (its figure is written)."""
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": "Write a long story."}],
@@ -286,27 +311,28 @@ class Drill:
             "ignore_eos": True,
         }
         headers = {"Authorization": f"Bearer {self.key}"}
-        for _ in range(20):  # the gateway picks the backend; ask until `victim` answers
-            with (
-                httpx.Client(timeout=120) as client,
-                client.stream("POST", f"{self.gateway}/v1/chat/completions", json=body, headers=headers) as response,
-            ):
-                if response.status_code != 200:
-                    self.figure("stream cut", "ended with", f"HTTP {response.status_code} before any token",
-                                "an error event", False)  # fmt: skip
-                    return None, 0
-                if response.headers.get("x-litellm-model-id") != victim:
-                    continue
-                timer = StreamTimer(time.monotonic(), time.monotonic)
-                killed = False
-                for line in response.iter_lines():
-                    timer.feed(line)
-                    if timer.chunks >= 3 and not killed:
-                        self.backends.signal(victim, signal.SIGKILL)
-                        killed = True
-                return timer.finish(), timer.chunks
-        self.figure("stream cut", "ended with", f"{victim} answered no stream in 20 tries", "an error event", False)
-        return None, 0
+        with (
+            httpx.Client(timeout=120) as client,
+            client.stream("POST", f"{self.gateway}/v1/chat/completions", json=body, headers=headers) as response,
+        ):
+            victim = response.headers.get("x-litellm-model-id", "")
+            if response.status_code != 200:
+                problem = f"HTTP {response.status_code} before any token"
+            elif victim not in self.backends.names:
+                problem = f"the gateway named no backend of the fleet ({victim or 'no x-litellm-model-id'})"
+            else:
+                problem = None
+            if problem:
+                self.figure("stream cut", "ended with", problem, "an error event", False)
+                return None, 0, victim
+            timer = StreamTimer(time.monotonic(), time.monotonic)
+            killed = False
+            for line in response.iter_lines():
+                timer.feed(line)
+                if timer.chunks >= 3 and not killed:
+                    self.backends.signal(victim, signal.SIGKILL)
+                    killed = True
+            return timer.finish(), timer.chunks, victim
 
     def all_down(self) -> None:
         for name in self.backends.names:
