@@ -12,7 +12,7 @@ from llmfleet.budget import CUDA_VISIBLE
 from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan, Server
 from llmfleet.render import Topology, rendered
-from llmfleet.render.gateway import container_command
+from llmfleet.render.gateway import compose_workers, container_command
 from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
 
 GATEWAY_CONTAINER_PORT = 4000  # LiteLLM's port inside its container (gateway/compose.yaml publishes it)
@@ -69,7 +69,7 @@ def services(plan: Plan, catalog: Catalog) -> str:
     # The gateway (gateway/compose.yaml, merged with this file) starts once every backend is healthy, with as many
     # workers as the plan's token rate needs.
     services["gateway"] = {
-        "command": container_command(plan, GATEWAY_CONTAINER_PORT),
+        "command": container_command(GATEWAY_CONTAINER_PORT, compose_workers(plan)),
         "depends_on": {name: {"condition": "service_healthy"} for name, _ in plan.named_servers()},
     }
     return _with_comments(rendered({"services": services}), comments)

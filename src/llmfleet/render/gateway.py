@@ -30,11 +30,14 @@ def workers(plan: Plan) -> int:
     return max(1, math.ceil(rate / WORKER_TOKENS_PER_S))
 
 
-def container_command(plan: Plan, port: int) -> list[str]:
-    """The gateway container's arguments (the official image's entrypoint is `litellm`). GATEWAY_WORKERS in .env, when
-    set, overrides the plan's worker count."""
-    return ["--config", "/etc/litellm/config.yaml", "--port", str(port),
-            "--num_workers", f"${{GATEWAY_WORKERS:-{workers(plan)}}}"]  # fmt: skip
+def container_command(port: int, workers: str) -> list[str]:
+    """The gateway container's arguments in Compose and Kubernetes (the official image's entrypoint is `litellm`)."""
+    return ["--config", "/etc/litellm/config.yaml", "--port", str(port), "--num_workers", workers]
+
+
+def compose_workers(plan: Plan) -> str:
+    """Compose's worker count: GATEWAY_WORKERS from .env when set, else what the plan's token rate needs."""
+    return f"${{GATEWAY_WORKERS:-{workers(plan)}}}"
 
 
 def model_list(plan: Plan, topology: Topology) -> str:

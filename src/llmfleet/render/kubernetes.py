@@ -160,14 +160,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "image": env["LITELLM_IMAGE"],
         # The same command as Compose's; config.yaml includes models.yaml from its own folder. The base serves every
         # plan, so its worker count is .env's GATEWAY_WORKERS or one: a cluster adds gateway pods, not workers.
-        "args": [
-            "--config",
-            "/etc/litellm/config.yaml",
-            "--port",
-            str(GATEWAY_PORT),
-            "--num_workers",
-            env.get("GATEWAY_WORKERS") or "1",
-        ],
+        "args": gateway.container_command(GATEWAY_PORT, env.get("GATEWAY_WORKERS") or "1"),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "env": [*key, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
         "volumeMounts": [{"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True}],
