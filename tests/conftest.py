@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,23 @@ def in_gateway_python(script: str, *args: str, env: dict[str, str] | None = None
 def summed(text: str, metric: str) -> float:
     """A metric in Prometheus's text format, summed over its label sets."""
     return sum(float(v) for v in re.findall(rf"^{re.escape(metric)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
+
+
+def assert_gateway_logs_show_a_fresh_request(
+    cli: Callable[..., subprocess.CompletedProcess[str]], gateway: str
+) -> None:
+    """`llmfleet logs gateway -n 50` shows a request just sent, marked: the check does not depend on the traffic
+    before it (after a while of Prometheus scrapes the start-up banner has scrolled out of the last lines)."""
+    marker = f"/llmfleet-logs-check-{uuid.uuid4().hex}"
+    assert httpx.get(gateway + marker, timeout=10).status_code == 404
+    deadline = time.monotonic() + 30
+    while True:
+        logs = cli("logs", "gateway", "-n", "50")
+        assert logs.returncode == 0, logs.stderr
+        if marker in logs.stdout:
+            return
+        assert time.monotonic() < deadline, f"`llmfleet logs gateway` never showed {marker}:\n{logs.stdout[-800:]}"
+        time.sleep(1)
 
 
 def leftovers(state: dict) -> list[int]:

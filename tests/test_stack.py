@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import Stack
+from conftest import Stack, assert_gateway_logs_show_a_fresh_request
 
 from llmfleet import procs
 
@@ -149,9 +149,7 @@ def test_status_json_reports_every_service_healthy(stack: Stack) -> None:
 
 
 def test_logs_shows_one_service_and_names_the_known_ones(stack: Stack) -> None:
-    gateway_log = stack.cli("logs", "gateway", "-n", "500")
-    assert gateway_log.returncode == 0
-    assert "Uvicorn running" in gateway_log.stdout or "LiteLLM" in gateway_log.stdout
+    assert_gateway_logs_show_a_fresh_request(stack.cli, stack.gateway)
     unknown = stack.cli("logs", "no-such-service")
     assert unknown.returncode == 1
     assert "vllm-cpu0" in unknown.stderr and "Traceback" not in unknown.stderr
