@@ -61,8 +61,8 @@ images: docker-deps  ## Build the stand-in images for hosts that cannot pull (ne
 	$(LLMFLEET) images build
 
 lint: $(VENV)/.installed  ## ruff and the rendered-files check
-	$(BIN)/ruff check src tests gateway loadtest scripts
-	$(BIN)/ruff format --check src tests gateway loadtest scripts
+	$(BIN)/ruff check src tests gateway loadtest scripts benchmarks
+	$(BIN)/ruff format --check src tests gateway loadtest scripts benchmarks
 	$(LLMFLEET) render --check
 	$(LLMFLEET) dashboards --check
 

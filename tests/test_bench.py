@@ -4,6 +4,9 @@ file. The arithmetic is checked on fixed cells; the command itself runs against 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,24 @@ def test_cpu_seconds_counts_a_live_process_and_none_without_one() -> None:
     assert bench.cpu_seconds(None) is None
 
 
+def test_charged_cpu_adds_every_process_and_refuses_a_partial_sum() -> None:
+    with subprocess.Popen([sys.executable, "-c", "sum(range(10**7)); import time; time.sleep(60)"]) as busy:
+        try:
+            while (bench.cpu_seconds(busy.pid) or 0) < 0.05:  # it has spent some CPU
+                time.sleep(0.05)
+            mine, theirs = bench.cpu_seconds(os.getpid()), bench.cpu_seconds(busy.pid)
+            both = bench.charged_cpu_seconds([os.getpid(), busy.pid])
+            assert mine is not None and theirs is not None and both is not None
+            assert both >= mine + theirs
+            gone = subprocess.run(
+                [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+            )
+            assert bench.charged_cpu_seconds([busy.pid, int(gone.stdout)]) is None  # one could not be seen
+            assert bench.charged_cpu_seconds([]) is None
+        finally:
+            busy.kill()
+
+
 @pytest.mark.stack
 def test_bench_gateway_measures_direct_and_gateway_on_the_real_stack(stack: Stack, tmp_path: Path) -> None:
     results = tmp_path / "gateway.md"
@@ -61,5 +82,22 @@ def test_bench_gateway_measures_direct_and_gateway_on_the_real_stack(stack: Stac
 def test_bench_refuses_a_malformed_user_list_and_a_stopped_fleet(cli: Cli) -> None:
     result = cli("bench", "gateway", "--users", "1,zero")
     assert result.returncode == 1 and "where: --users" in result.stderr and "Traceback" not in result.stderr
+    for args, where in [
+        (["--alternative", "no-url"], "--alternative"),
+        (["--alternative-key", "mine"], "--alternative-key"),
+        (["--alternative", "lane=http://127.0.0.1:30080", "--charge", "other=30081"], "--charge"),
+        (["--alternative", "lane=http://127.0.0.1:30080", "--charge", "lane=high"], "--charge"),
+    ]:
+        result = cli("bench", "gateway", *args)  # refused before it looks for a fleet: none runs here
+        assert result.returncode == 1 and f"where: {where}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
     result = cli("bench", "gateway")
     assert result.returncode == 1 and "llmfleet up" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("end", ["", "\n", "\n\n"])
+def test_a_run_is_appended_as_its_own_section_after_a_hand_edited_end(tmp_path: Path, end: str) -> None:
+    results = tmp_path / "gateway.md"
+    results.write_text("# Results\n\nA paragraph written by hand." + end)
+    bench.append_results(results, "## 2026-11-24 00:35 UTC\n\n- cores: 2\n")
+    assert results.read_text() == "# Results\n\nA paragraph written by hand.\n\n## 2026-11-24 00:35 UTC\n\n- cores: 2\n"

@@ -10,25 +10,41 @@ All need the gateway's runtime (LiteLLM), which `make setup` installs: they run 
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, Stack, free_ports, in_gateway_python, summed
+from conftest import ROOT, Stack, free_ports, in_gateway_python
 
 pytestmark = pytest.mark.stack
 METRICS = ROOT / "tests" / "data" / "metrics" / "vllm-0.32.0-cpu.prom"
 
 
-def test_load_is_read_from_a_real_vllm_metrics_page() -> None:
+def test_load_is_read_from_a_real_vllm_metrics_page(tmp_path: Path) -> None:
+    # The captured page of an idle server, with load written in: two engines running, some waiting (and waiting
+    # "by reason", which must not be counted twice), the KV cache in use.
+    text = METRICS.read_text()
+    for line, loaded in [
+        ('vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 0.0',
+         'vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 3.0\n'
+         'vllm:num_requests_running{engine="1",model_name="fleet-tiny"} 2.0'),
+        ('vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 0.0',
+         'vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 4.0'),
+        ('vllm:num_requests_waiting_by_reason{engine="0",model_name="fleet-tiny",reason="capacity"} 0.0',
+         'vllm:num_requests_waiting_by_reason{engine="0",model_name="fleet-tiny",reason="capacity"} 4.0'),
+        ('vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.0',
+         'vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.25'),
+    ]:  # fmt: skip
+        assert line in text
+        text = text.replace(line, loaded)
+    page = tmp_path / "metrics.prom"
+    page.write_text(text)
     out = in_gateway_python(
         "from loadaware import parse_load\nl = parse_load(open(sys.argv[2]).read())\n"
         "print(l.running, l.waiting, l.kv_cache)",
-        str(METRICS),
+        str(page),
     )
-    text = METRICS.read_text()
-    expected = [summed(text, f"vllm:{m}") for m in ("num_requests_running", "num_requests_waiting",
-                                                      "kv_cache_usage_perc")]  # fmt: skip
-    assert [float(v) for v in out.split()] == pytest.approx(expected)
+    assert [float(v) for v in out.split()] == pytest.approx([5.0, 4.0, 0.25])
 
 
 def test_the_choice_avoids_loaded_and_slow_servers_spreads_ties_and_refuses_stale_readings() -> None:

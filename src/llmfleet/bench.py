@@ -37,7 +37,7 @@ class WayIn:
     name: str
     urls: list[str]  # chat-completions URLs; users take them in turn (direct: one per backend)
     key: str
-    pid: int | None = None  # the process whose CPU time is charged to it (its children included)
+    pids: list[int] = field(default_factory=list)  # the processes whose CPU time is charged to it (and children)
 
 
 @dataclass
@@ -110,6 +110,12 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def charged_cpu_seconds(pids: list[int]) -> float | None:
+    """The CPU seconds of every charged process; None if there is none, or one cannot be seen (no partial sums)."""
+    times = [cpu_seconds(pid) for pid in pids]
+    return None if not times or None in times else sum(t for t in times if t is not None)
+
+
 def listener_pid(port: int) -> int | None:
     """The process listening on a local port (an alternative's CPU is charged to it); None if it cannot be seen."""
     try:
@@ -136,7 +142,7 @@ async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int,
     async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=5), limits=limits) as client:
         headers = {"Authorization": f"Bearer {way_in.key}"}
         await ask_streamed(client, way_in.urls[0], headers, {**body, "max_tokens": 2}, time.perf_counter)  # warm up
-        cpu_before = cpu_seconds(way_in.pid)
+        cpu_before = charged_cpu_seconds(way_in.pids)
         started = time.perf_counter()
         deadline = started + seconds
 
@@ -146,7 +152,7 @@ async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int,
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        cpu_after = cpu_seconds(way_in.pid)
+        cpu_after = charged_cpu_seconds(way_in.pids)
     ok = [a for a in answers if a.ok]
     ttfts = [a.ttft for a in ok if a.ttft is not None]
     return Cell(
@@ -254,5 +260,7 @@ def append_results(path: Path, section: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         path.write_text(RESULTS_HEADER)
+    before = path.read_text()
+    gap = "" if before.endswith("\n\n") else "\n" if before.endswith("\n") else "\n\n"  # a hand-edited end
     with path.open("a") as f:
-        f.write(section)
+        f.write(gap + section.lstrip("\n"))

@@ -242,6 +242,13 @@ def bench_gateway(
     alternative: Annotated[
         list[str] | None, typer.Option(help="NAME=URL of another OpenAI-compatible way in to compare (repeat).")
     ] = None,
+    alternative_key: Annotated[
+        str, typer.Option(help="The key the alternatives are sent: backends or gateway (the gateway's).")
+    ] = "backends",
+    charge: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PORT: also charge an alternative the CPU of the process on this local port."),
+    ] = None,
     results: Annotated[
         str | None, typer.Option(help="Markdown file to append to [default: benchmarks/gateway.md].")
     ] = None,
@@ -252,7 +259,7 @@ def bench_gateway(
     file with the machine's facts. Needs the native runner (the backends' ports)."""
     fleet.bench_gateway(
         users=parse_counts(users, "--users"), outputs={"short": short, "long": long}, seconds=seconds,
-        alternatives=alternative or [], results=results,
+        alternatives=alternative or [], alternative_key=alternative_key, charges=charge or [], results=results,
     )  # fmt: skip
 
 

@@ -361,14 +361,27 @@ def drill(users: int, window: float, as_json: bool) -> bool:
 
 
 def bench_gateway(
-    *, users: list[int], outputs: dict[str, int], seconds: float, alternatives: list[str], results: str | None
+    *,
+    users: list[int],
+    outputs: dict[str, int],
+    seconds: float,
+    alternatives: list[str],
+    alternative_key: str = "backends",
+    charges: list[str] | None = None,
+    results: str | None,
 ) -> Path:
     """Time the running fleet directly and through the gateway (and alternatives); append the figures."""
-    import httpx
-
     from llmfleet import bench
     from llmfleet.soak import gateway_pid
 
+    # Checked before anything runs: a typo costs no benchmark.
+    if alternative_key not in ("backends", "gateway"):
+        raise FleetError(
+            f"--alternative-key {alternative_key!r} is neither backends nor gateway.",
+            "send the alternatives the backends' key (backends) or the gateway's (gateway).",
+            "--alternative-key",
+        )
+    others = _parse_alternatives(alternatives, charges or [])
     settings = load_settings()
     state = running_state(settings, "benchmark", "llmfleet bench")
     if state.runner != "native":
@@ -389,22 +402,14 @@ def bench_gateway(
             "gateway",
             [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
             keys["LITELLM_MASTER_KEY"],
-            gateway_pid(state, settings),
+            [pid] if (pid := gateway_pid(state, settings)) else [],
         ),
     ]
-    for alternative in alternatives:
-        name, sep, url = alternative.partition("=")
-        if not sep or not url.startswith(("http://", "https://")):
-            raise FleetError(
-                f"--alternative {alternative!r} is not NAME=URL.",
-                "give a name and the base URL of an OpenAI-compatible server, e.g. "
-                "--alternative vllm-router=http://127.0.0.1:30000 (it is sent the backends' key).",
-                "--alternative",
-            )
-        parsed = httpx.URL(url)
-        local = parsed.port and parsed.host in ("127.0.0.1", "localhost")
-        pid = bench.listener_pid(parsed.port) if local else None
-        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], keys["VLLM_API_KEY"], pid))
+    key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
+    for name, url, ports in others:
+        pids = [bench.listener_pid(port) for port in ports]
+        charged = [pid for pid in pids if pid is not None] if None not in pids else []  # all or nothing
+        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
     grid = bench.Grid(users, outputs, seconds)
     report.info(
         f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
@@ -427,6 +432,37 @@ def bench_gateway(
     report.bench_comparisons(grid.comparisons())
     report.info(f"Appended to {path}")
     return path
+
+
+def _parse_alternatives(alternatives: list[str], charges: list[str]) -> list[tuple[str, str, list[int]]]:
+    """NAME=URL alternatives, each with the local ports whose listeners' CPU is charged to it: the one in its URL,
+    and any `--charge NAME=PORT` (an alternative made of several processes)."""
+    import httpx
+
+    parsed: dict[str, tuple[str, list[int]]] = {}
+    for alternative in alternatives:
+        name, sep, url = alternative.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise FleetError(
+                f"--alternative {alternative!r} is not NAME=URL.",
+                "give a name and the base URL of an OpenAI-compatible server, e.g. "
+                "--alternative vllm-router=http://127.0.0.1:30000 (it is sent the backends' key; "
+                "--alternative-key gateway sends the gateway's).",
+                "--alternative",
+            )
+        address = httpx.URL(url)
+        local = address.port and address.host in ("127.0.0.1", "localhost")
+        parsed[name] = (url, [address.port] if local and address.port else [])
+    for charge in charges:
+        name, _, port = charge.partition("=")
+        if name not in parsed or not port.isdigit():
+            raise FleetError(
+                f"--charge {charge!r} is not NAME=PORT for an --alternative's NAME.",
+                "name an alternative given with --alternative and a local port, e.g. --charge fast-lane=30081.",
+                "--charge",
+            )
+        parsed[name][1].append(int(port))
+    return [(name, url, ports) for name, (url, ports) in parsed.items()]
 
 
 def _gateway_workers(state: State) -> str:
