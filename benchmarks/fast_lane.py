@@ -112,7 +112,7 @@ def main() -> None:
             shutil.chown(work / folder, "nobody", "nogroup")
     router = subprocess.Popen(
         [args.router, "--host", "127.0.0.1", "--port", str(args.port + 1), "--policy", args.policy,
-         "--api-key", keys["VLLM_API_KEY"], "--worker-urls", *backends, "--log-level", "warning"],
+         "--worker-urls", *backends, "--log-level", "warning"],
     )  # fmt: skip
     nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)])
     stop = False
@@ -137,6 +137,7 @@ def main() -> None:
     for process in (nginx, router):
         process.terminate()
         process.wait(timeout=30)
+    shutil.rmtree(work)  # the config holds the backends' key
 
 
 if __name__ == "__main__":

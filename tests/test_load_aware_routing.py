@@ -1,8 +1,10 @@
-"""Routing on the engines' own load (gateway/loadaware.py): its reading of real vLLM metrics and its choice, then
-the filter in the gateway's Python against servers that do not answer, then the live CPU stack: sequential traffic
-spreads over both backends. (A test that a saturated backend receives less flaked on the 2-core CI host: a vLLM CPU
-server writing long answers takes both cores, its /metrics waits until it is done, and its running-requests gauge
-reads 0 throughout, since the engine finished the tokens long before; it is left out until a GPU host runs it.)
+"""Routing on the engines' own load (gateway/loadaware.py): its reading of real vLLM metrics and its choice; the
+filter in the gateway's Python reading /metrics over HTTP, from pages that show a saturated server (it receives
+less, and the traffic follows the load when it moves) or from servers that do not answer; then the live CPU stack:
+sequential traffic spreads over both backends. (The saturated server is a captured vLLM page with load written in:
+a stack test that saturated a real backend flaked on the 2-core CI host, since a vLLM CPU server writing long
+answers takes both cores, its /metrics waits until it is done, and its running-requests gauge reads 0 throughout,
+the engine having finished the tokens long before. A GPU host is where to run that one.)
 
 All need the gateway's runtime (LiteLLM), which `make setup` installs: they run with the stack tests.
 """
@@ -10,6 +12,7 @@ All need the gateway's runtime (LiteLLM), which `make setup` installs: they run 
 from __future__ import annotations
 
 import collections
+import json
 from pathlib import Path
 
 import httpx
@@ -87,6 +90,59 @@ asyncio.run(main())
     assert "kept [2]" in out
     warnings = [line for line in out.splitlines() if "falls back to simple-shuffle" in line]
     assert len(warnings) == 2 and all(any(str(p) in w for w in warnings) for p in ports), out
+
+
+def test_a_saturated_backend_receives_less_and_the_traffic_follows_the_load_when_it_moves() -> None:
+    # Two /metrics endpoints serving the captured page of a real vLLM server, one with the load of a saturated
+    # engine written in; the filter reads them over HTTP, as it reads vLLM's, and each routed request finishes
+    # through LiteLLM's success callback. (The whole stack on this 2-core host cannot hold a backend saturated
+    # steadily: see the module's docstring.) Halfway, the load moves to the other server.
+    out = in_gateway_python("""
+import asyncio, collections, json, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from loadaware import REFRESH_S, LoadAwareRouting
+idle = open(sys.argv[2]).read()
+saturated = (idle.replace('vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 0.0',
+                          'vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 16.0')
+                 .replace('vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 0.0',
+                          'vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 9.0')
+                 .replace('vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.0',
+                          'vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.93'))
+assert saturated != idle
+pages = {}
+class Metrics(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = pages[self.server.server_port].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+servers = [ThreadingHTTPServer(("127.0.0.1", 0), Metrics) for _ in range(2)]
+for server in servers:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+busy, calm = (s.server_port for s in servers)
+pages[busy], pages[calm] = saturated, idle
+deployments = [{"litellm_params": {"api_base": f"http://127.0.0.1:{p}/v1"}, "model_info": {"id": str(p)}}
+               for p in (busy, calm)]
+async def route(routing, n):
+    served = collections.Counter()
+    for _ in range(n):
+        [chosen] = await routing.async_filter_deployments("fleet-tiny", deployments)
+        served["busy" if chosen["model_info"]["id"] == str(busy) else "calm"] += 1
+        await routing.async_log_success_event({"litellm_params": {"model_info": chosen["model_info"]}}, None, 0, 0)
+    return served
+async def main():
+    routing = LoadAwareRouting()
+    while len(await routing.async_filter_deployments("fleet-tiny", deployments)) != 1:
+        await asyncio.sleep(0.05)  # until the first readings are in
+    print("before", json.dumps(await route(routing, 40)))
+    pages[busy], pages[calm] = idle, saturated
+    await asyncio.sleep(3 * REFRESH_S)
+    print("after", json.dumps(await route(routing, 40)))
+asyncio.run(main())
+""", str(METRICS))  # fmt: skip
+    before, after = (json.loads(line.split(" ", 1)[1]) for line in out.splitlines())
+    assert before.get("busy", 0) <= 4 and before.get("calm", 0) >= 36, out
+    assert after.get("calm", 0) <= 4 and after.get("busy", 0) >= 36, out
 
 
 def served_by(stack: Stack, requests: int) -> collections.Counter[str]:
