@@ -23,25 +23,32 @@ pytestmark = pytest.mark.stack
 METRICS = ROOT / "tests" / "data" / "metrics" / "vllm-0.32.0-cpu.prom"
 
 
+def sample(gauge: str, value: str, engine: str = "0") -> str:
+    """A line of the captured page: one engine's gauge, as vLLM writes it."""
+    return f'vllm:{gauge}{{engine="{engine}",model_name="fleet-tiny"}} {value}'
+
+
+def with_load(page: str, loads: dict[str, str]) -> str:
+    """The captured page of an idle server with load written in: each idle line (key) becomes its loaded lines
+    (value). Each must be there, or a change in vLLM's page would leave the test reading an idle server."""
+    for idle, loaded in loads.items():
+        assert idle in page, idle
+        page = page.replace(idle, loaded)
+    return page
+
+
 def test_load_is_read_from_a_real_vllm_metrics_page(tmp_path: Path) -> None:
-    # The captured page of an idle server, with load written in: two engines running, some waiting (and waiting
-    # "by reason", which must not be counted twice), the KV cache in use.
-    text = METRICS.read_text()
-    for line, loaded in [
-        ('vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 0.0',
-         'vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 3.0\n'
-         'vllm:num_requests_running{engine="1",model_name="fleet-tiny"} 2.0'),
-        ('vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 0.0',
-         'vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 4.0'),
-        ('vllm:num_requests_waiting_by_reason{engine="0",model_name="fleet-tiny",reason="capacity"} 0.0',
-         'vllm:num_requests_waiting_by_reason{engine="0",model_name="fleet-tiny",reason="capacity"} 4.0'),
-        ('vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.0',
-         'vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.25'),
-    ]:  # fmt: skip
-        assert line in text
-        text = text.replace(line, loaded)
+    # Two engines running, some waiting (and waiting "by reason", which must not be counted twice), the KV cache
+    # in use.
+    by_reason = 'vllm:num_requests_waiting_by_reason{{engine="0",model_name="fleet-tiny",reason="capacity"}} {}'
     page = tmp_path / "metrics.prom"
-    page.write_text(text)
+    page.write_text(with_load(METRICS.read_text(), {
+        sample("num_requests_running", "0.0"):
+            sample("num_requests_running", "3.0") + "\n" + sample("num_requests_running", "2.0", engine="1"),
+        sample("num_requests_waiting", "0.0"): sample("num_requests_waiting", "4.0"),
+        by_reason.format("0.0"): by_reason.format("4.0"),
+        sample("kv_cache_usage_perc", "0.0"): sample("kv_cache_usage_perc", "0.25"),
+    }))  # fmt: skip
     out = in_gateway_python(
         "from loadaware import parse_load\nl = parse_load(open(sys.argv[2]).read())\n"
         "print(l.running, l.waiting, l.kv_cache)",
@@ -92,23 +99,22 @@ asyncio.run(main())
     assert len(warnings) == 2 and all(any(str(p) in w for w in warnings) for p in ports), out
 
 
-def test_a_saturated_backend_receives_less_and_the_traffic_follows_the_load_when_it_moves() -> None:
+def test_a_saturated_backend_receives_less_and_the_traffic_follows_the_load_when_it_moves(tmp_path: Path) -> None:
     # Two /metrics endpoints serving the captured page of a real vLLM server, one with the load of a saturated
     # engine written in; the filter reads them over HTTP, as it reads vLLM's, and each routed request finishes
     # through LiteLLM's success callback. (The whole stack on this 2-core host cannot hold a backend saturated
     # steadily: see the module's docstring.) Halfway, the load moves to the other server.
+    saturated = tmp_path / "saturated.prom"
+    saturated.write_text(with_load(METRICS.read_text(), {
+        sample(gauge, "0.0"): sample(gauge, value)
+        for gauge, value in [("num_requests_running", "16.0"), ("num_requests_waiting", "9.0"),
+                             ("kv_cache_usage_perc", "0.93")]
+    }))  # fmt: skip
     out = in_gateway_python("""
 import asyncio, collections, json, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from loadaware import REFRESH_S, LoadAwareRouting
-idle = open(sys.argv[2]).read()
-saturated = (idle.replace('vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 0.0',
-                          'vllm:num_requests_running{engine="0",model_name="fleet-tiny"} 16.0')
-                 .replace('vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 0.0',
-                          'vllm:num_requests_waiting{engine="0",model_name="fleet-tiny"} 9.0')
-                 .replace('vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.0',
-                          'vllm:kv_cache_usage_perc{engine="0",model_name="fleet-tiny"} 0.93'))
-assert saturated != idle
+idle, saturated = open(sys.argv[2]).read(), open(sys.argv[3]).read()
 pages = {}
 class Metrics(BaseHTTPRequestHandler):
     def do_GET(self):
@@ -139,7 +145,7 @@ async def main():
     await asyncio.sleep(3 * REFRESH_S)
     print("after", json.dumps(await route(routing, 40)))
 asyncio.run(main())
-""", str(METRICS))  # fmt: skip
+""", str(METRICS), str(saturated))  # fmt: skip
     before, after = (json.loads(line.split(" ", 1)[1]) for line in out.splitlines())
     assert before.get("busy", 0) <= 4 and before.get("calm", 0) >= 36, out
     assert after.get("calm", 0) <= 4 and after.get("busy", 0) >= 36, out
