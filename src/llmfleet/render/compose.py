@@ -12,10 +12,8 @@ from llmfleet.budget import CUDA_VISIBLE
 from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan, Server
 from llmfleet.render import Topology, rendered
-from llmfleet.render.gateway import compose_workers, container_command
+from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
 from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
-
-GATEWAY_CONTAINER_PORT = 4000  # LiteLLM's port inside its container (gateway/compose.yaml publishes it)
 
 # Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up.
 SECRETS = {"path": "../.env.secrets", "required": True}
@@ -50,7 +48,7 @@ def topology(plan: Plan) -> Topology:
     """Addresses on the Compose network: services reach each other by name."""
     return Topology(
         backends=tuple(f"{name}:{VLLM_CONTAINER_PORT}" for name, _ in plan.named_servers()),
-        gateway=f"gateway:{GATEWAY_CONTAINER_PORT}",
+        gateway=f"gateway:{CONTAINER_PORT}",
         prometheus="localhost:9090",
         gpu_exporter="gpu-exporter:9835" if plan.device == "cuda" else None,
         gateway_key_file="/tmp/gateway.key",  # noqa: S108 - inside the Prometheus container, written at its start
@@ -69,7 +67,7 @@ def services(plan: Plan, catalog: Catalog) -> str:
     # The gateway (gateway/compose.yaml, merged with this file) starts once every backend is healthy, with as many
     # workers as the plan's token rate needs.
     services["gateway"] = {
-        "command": container_command(GATEWAY_CONTAINER_PORT, compose_workers(plan)),
+        "command": container_command(compose_workers(plan)),
         "depends_on": {name: {"condition": "service_healthy"} for name, _ in plan.named_servers()},
     }
     return _with_comments(rendered({"services": services}), comments)

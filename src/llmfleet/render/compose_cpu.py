@@ -13,7 +13,7 @@ from __future__ import annotations
 from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan
 from llmfleet.render import Tagged, rendered
-from llmfleet.render.compose import GATEWAY_CONTAINER_PORT, SYNTHETIC_DIR_IN_IMAGE, cpu_service
+from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, cpu_service
 from llmfleet.render.gateway import GATEWAY_FILES, compose_workers, container_command
 from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
 
@@ -33,7 +33,7 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
         services[name] = cpu_service(command, model.synthetic, secrets={"path": ".env.secrets", "required": True})
     backends = {name: {"condition": "service_healthy"} for name, _ in cpu.named_servers()}
     services["gateway"] = {
-        "command": Tagged("!override", container_command(GATEWAY_CONTAINER_PORT, compose_workers(cpu))),
+        "command": Tagged("!override", container_command(compose_workers(cpu))),
         "depends_on": Tagged("!override", {**backends, "redis": {"condition": "service_healthy"}}),
         "volumes": Tagged("!override", [
             *(f"./gateway/{name}:/etc/litellm/{name}:ro" for name in GATEWAY_FILES),

@@ -19,6 +19,8 @@ WORKER_TOKENS_PER_S = 1500
 # 32 sequences at about 30 tokens/s each; the CPU plan's synthetic model, two servers on two cores, about 25.
 STREAM_TOKENS_PER_S = {"cuda": 30, "cpu": 25}
 
+CONTAINER_PORT = 4000  # LiteLLM's port inside its container, in Compose (gateway/compose.yaml) and Kubernetes
+
 # Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
 # Every runner ships all of them beside the rendered models.yaml.
 GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "loadaware.py", "params.yaml")
@@ -30,9 +32,9 @@ def workers(plan: Plan) -> int:
     return max(1, math.ceil(rate / WORKER_TOKENS_PER_S))
 
 
-def container_command(port: int, workers: str) -> list[str]:
+def container_command(workers: str) -> list[str]:
     """The gateway container's arguments in Compose and Kubernetes (the official image's entrypoint is `litellm`)."""
-    return ["--config", "/etc/litellm/config.yaml", "--port", str(port), "--num_workers", workers]
+    return ["--config", "/etc/litellm/config.yaml", "--port", str(CONTAINER_PORT), "--num_workers", workers]
 
 
 def compose_workers(plan: Plan) -> str:

@@ -49,7 +49,6 @@ HF_CONFIG = "llmfleet-hf"
 GATEWAY = "gateway"
 GATEWAY_CONFIG = "gateway-config"
 GATEWAY_CONFIG_DIR = "/etc/litellm"  # as in gateway/compose.yaml: config.yaml finds the other files beside it
-GATEWAY_PORT = 4000
 GATEWAY_KEY_FILE = f"/etc/prometheus/secrets/{SECRET}/LITELLM_MASTER_KEY"  # a plain Prometheus with the Secret mounted
 GATEWAY_REPLICAS = 2  # LiteLLM keeps no state here (no database): two replicas ride out a node drain
 SYNTHETIC_CONFIG = "fleet-tiny"
@@ -160,8 +159,8 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "image": env["LITELLM_IMAGE"],
         # The same command as Compose's; config.yaml includes models.yaml from its own folder. The base serves every
         # plan, so its worker count is .env's GATEWAY_WORKERS or one: a cluster adds gateway pods, not workers.
-        "args": gateway.container_command(GATEWAY_PORT, env.get("GATEWAY_WORKERS") or "1"),
-        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "args": gateway.container_command(env.get("GATEWAY_WORKERS") or "1"),
+        "ports": [{"name": "http", "containerPort": gateway.CONTAINER_PORT}],
         "env": [*key, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
         "volumeMounts": [{"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True}],
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
@@ -192,7 +191,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "metadata": {"name": GATEWAY, "labels": labels},
         "spec": {
             "selector": {NAME: GATEWAY},
-            "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}],
+            "ports": [{"name": "http", "port": gateway.CONTAINER_PORT, "targetPort": "http"}],
         },
     }
     return [deployment, service, _pdb(GATEWAY, {NAME: GATEWAY}, labels, {"minAvailable": 1})]
@@ -446,7 +445,7 @@ def topology(pool: cluster.Pool, workloads: list[Workload]) -> Topology:
     pods = [where[i][0].pod(where[i][1]) for i in range(len(pool.servers))]
     return Topology(
         backends=tuple(f"{pod}.{where[i][0].name}:{VLLM_CONTAINER_PORT}" for i, pod in enumerate(pods)),
-        gateway=f"{GATEWAY}:{GATEWAY_PORT}",
+        gateway=f"{GATEWAY}:{gateway.CONTAINER_PORT}",
         prometheus=KEDA_PROMETHEUS.removeprefix("http://"),
         gpu_exporter=None,  # NVIDIA's DCGM exporter (GPU operator) serves GPU metrics on Kubernetes
         gateway_key_file=GATEWAY_KEY_FILE,
