@@ -90,7 +90,13 @@ class Cli:
         return json.loads(path.read_text()) if path.is_file() else None
 
 
-PORT_SETTINGS = ("GATEWAY_PORT", "PROMETHEUS_PORT", "REDIS_PORT", "VLLM_PORT_BASE")  # the last: a run of two
+PORT_SETTINGS = (
+    "GATEWAY_PORT",
+    "LITELLM_PORT",
+    "PROMETHEUS_PORT",
+    "REDIS_PORT",
+    "VLLM_PORT_BASE",
+)  # the last: a run of two
 
 
 def make_cli(tmp: Path) -> Cli:
@@ -99,7 +105,7 @@ def make_cli(tmp: Path) -> Cli:
         "LLMFLEET_ROOT": str(ROOT),
         "LLMFLEET_RUN_DIR": str(tmp / "run"),
         "LLMFLEET_SECRETS_FILE": str(tmp / ".env.secrets"),
-        **dict(zip(PORT_SETTINGS, map(str, free_ports(3, run=2)), strict=True)),
+        **dict(zip(PORT_SETTINGS, map(str, free_ports(4, run=2)), strict=True)),
         "RUNNER": "native",
     }
     return Cli(env, tmp / "run")
@@ -126,20 +132,18 @@ def summed(text: str, metric: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{re.escape(metric)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
 
 
-def assert_gateway_logs_show_a_fresh_request(
-    cli: Callable[..., subprocess.CompletedProcess[str]], gateway: str
-) -> None:
-    """`llmfleet logs gateway -n 50` shows a request just sent, marked: the check does not depend on the traffic
+def assert_door_logs_show_a_fresh_request(cli: Callable[..., subprocess.CompletedProcess[str]], gateway: str) -> None:
+    """`llmfleet logs door -n 50` shows a request just sent, marked: the check does not depend on the traffic
     before it (after a while of Prometheus scrapes the start-up banner has scrolled out of the last lines)."""
     marker = f"/llmfleet-logs-check-{uuid.uuid4().hex}"
-    assert httpx.get(gateway + marker, timeout=10).status_code == 404
+    assert httpx.get(gateway + marker, timeout=10).status_code == 401  # no key: the door answers, and logs it
     deadline = time.monotonic() + 30
     while True:
-        logs = cli("logs", "gateway", "-n", "50")
+        logs = cli("logs", "door", "-n", "50")
         assert logs.returncode == 0, logs.stderr
         if marker in logs.stdout:
             return
-        assert time.monotonic() < deadline, f"`llmfleet logs gateway` never showed {marker}:\n{logs.stdout[-800:]}"
+        assert time.monotonic() < deadline, f"`llmfleet logs door` never showed {marker}:\n{logs.stdout[-800:]}"
         time.sleep(1)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import ROOT, assert_gateway_logs_show_a_fresh_request, free_ports
+from conftest import ROOT, assert_door_logs_show_a_fresh_request, free_ports
 from dotenv import dotenv_values
 
 pytestmark = pytest.mark.compose
@@ -217,7 +217,7 @@ def test_status_and_logs_work_for_the_docker_runner(stack: ComposeStack) -> None
     rows = {r["name"]: r for r in json.loads(status.stdout)}
     assert sorted(rows) == ["gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
     assert rows["gateway"]["port"] == int(stack.env["GATEWAY_PORT"])
-    assert_gateway_logs_show_a_fresh_request(stack.cli, stack.gateway)
+    assert_door_logs_show_a_fresh_request(stack.cli, stack.gateway)
 
 
 def test_down_leaves_no_container_network_or_volume(stack: ComposeStack) -> None:

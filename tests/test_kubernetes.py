@@ -511,9 +511,11 @@ def _pools(spec: str, model: str | None = None) -> dict:
 
 
 def _project_copy(tmp_path: Path) -> Path:
-    """What the Kubernetes rendering reads: .env, gateway/, monitoring/, the catalog and the cluster plans."""
+    """What the Kubernetes rendering reads: .env, gateway/, monitoring/, the catalog, the backend guard and the
+    cluster plans."""
     root = tmp_path / "project"
     for part in (".env", "gateway", "monitoring/prometheus/rules", "monitoring/grafana/dashboards", "vllm/catalog.yaml",
+                 "vllm/backend_guard.py",
                  "kubernetes/plans"):  # fmt: skip
         source, target = ROOT / part, root / part
         target.parent.mkdir(parents=True, exist_ok=True)

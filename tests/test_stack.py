@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import Stack, assert_gateway_logs_show_a_fresh_request
+from conftest import Stack, assert_door_logs_show_a_fresh_request
 
 from llmfleet import procs
 
@@ -144,12 +144,12 @@ def test_status_json_reports_every_service_healthy(stack: Stack) -> None:
     result = stack.cli("status", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["vllm-cpu0", "vllm-cpu1", "redis", "gateway", "prometheus"]
+    assert [r["name"] for r in rows] == ["vllm-cpu0", "vllm-cpu1", "redis", "gateway", "door", "prometheus"]
     assert all(r["healthy"] and r["pid"] > 0 and r["port"] > 0 for r in rows)
 
 
 def test_logs_shows_one_service_and_names_the_known_ones(stack: Stack) -> None:
-    assert_gateway_logs_show_a_fresh_request(stack.cli, stack.gateway)
+    assert_door_logs_show_a_fresh_request(stack.cli, stack.gateway)
     unknown = stack.cli("logs", "no-such-service")
     assert unknown.returncode == 1
     assert "vllm-cpu0" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -359,7 +359,11 @@ def plan_matches(host: Host) -> Check:
 
 def ports(host: Host) -> Check:
     s = host.settings
-    wanted = [("GATEWAY_PORT", s.GATEWAY_PORT), ("PROMETHEUS_PORT", s.PROMETHEUS_PORT)]
+    wanted = [
+        ("GATEWAY_PORT", s.GATEWAY_PORT),
+        ("LITELLM_PORT", s.LITELLM_PORT),
+        ("PROMETHEUS_PORT", s.PROMETHEUS_PORT),
+    ]
     wanted += [(f"VLLM_PORT_BASE+{i}", s.VLLM_PORT_BASE + i) for i in range(len(host.plan_to_run().servers))]
     state = State.load(s.run_dir)
     if state is not None and (state.runner == "docker" or state.running()):

@@ -21,10 +21,11 @@ from llmfleet.catalog import Catalog
 from llmfleet.errors import FleetError
 from llmfleet.plan import Plan
 from llmfleet.render import Topology, write_files
+from llmfleet.render import door as render_door
 from llmfleet.render import gateway as render_gateway
 from llmfleet.render import prometheus as render_prometheus
 from llmfleet.runstate import STATE_FILE, ServiceStatus, Started, State
-from llmfleet.serving import model_path, vllm_args
+from llmfleet.serving import BACKEND_GUARD, guard_env, model_path, vllm_args
 from llmfleet.settings import Settings
 
 HOST = "127.0.0.1"
@@ -57,7 +58,7 @@ def vllm_port(settings: Settings, i: int) -> int:
 def topology(plan: Plan, settings: Settings, run_dir: Path) -> Topology:
     return Topology(
         backends=tuple(f"{HOST}:{vllm_port(settings, i)}" for i in range(len(plan.servers))),
-        gateway=f"{HOST}:{settings.GATEWAY_PORT}",
+        gateway=f"{HOST}:{settings.LITELLM_PORT}",  # Prometheus scrapes LiteLLM itself, not through the door
         prometheus=f"{HOST}:{settings.PROMETHEUS_PORT}",
         gpu_exporter=f"{HOST}:{GPU_EXPORTER_PORT}" if plan.device == "cuda" else None,
         gateway_key_file=str(run_dir / "secrets" / "gateway.key"),
@@ -83,6 +84,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
         model = catalog.models[server.model]
         path = model_path(model, str(synthetic.model_dir()))
         env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server)}  # the backend guard and its caps
         if plan.device == "cpu":
             env |= {
                 "VLLM_CPU_KVCACHE_SPACE": str(settings.VLLM_CPU_KVCACHE_SPACE),
@@ -131,12 +133,12 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 "--host",
                 HOST,
                 "--port",
-                str(settings.GATEWAY_PORT),
+                str(settings.LITELLM_PORT),
                 "--num_workers",
                 str(settings.GATEWAY_WORKERS or render_gateway.workers(plan)),
             ],
-            settings.GATEWAY_PORT,
-            "GATEWAY_PORT",
+            settings.LITELLM_PORT,
+            "LITELLM_PORT",
             "/health/liveliness",
             {
                 "LITELLM_MASTER_KEY": secrets["LITELLM_MASTER_KEY"],
@@ -147,6 +149,8 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
             },
         )
     )
+
+    result.append(door_service(settings))
 
     prometheus_bin = shutil.which(settings.PROMETHEUS_BIN)
     if prometheus_bin:
@@ -183,6 +187,52 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
     return result
 
 
+def door_service(settings: Settings) -> Service:
+    """nginx in front of LiteLLM: the only listener clients reach (render/door.py says what it checks)."""
+    nginx = shutil.which(settings.NGINX_BIN)
+    if nginx is None:
+        raise FleetError(
+            f"nginx ({settings.NGINX_BIN}) is not installed; the gateway's front door needs it.",
+            "run `make setup` (Debian: apt-get install nginx-light), or set NGINX_BIN in .env.",
+            ".env: NGINX_BIN",
+        )
+    folder = settings.run_dir / "door"
+    argv = [nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)]
+    return Service("door", argv, settings.GATEWAY_PORT, "GATEWAY_PORT", "/door/health")
+
+
+def write_door_config(settings: Settings) -> None:
+    """The door's config and its private state folder (temp files, the key cache)."""
+    folder = settings.run_dir / "door"
+    user = door_workers_user(folder)
+    folder.mkdir(mode=0o711 if user else 0o700, parents=True, exist_ok=True)
+    door = render_door.Door(
+        listen=f"{HOST}:{settings.GATEWAY_PORT}",
+        litellm=f"{HOST}:{settings.LITELLM_PORT}",
+        state_dir=str(folder),
+        max_body_mb=settings.GATEWAY_MAX_BODY_MB,
+        user=user,
+    )
+    config = folder / "nginx.conf"
+    config.touch(mode=0o600)
+    config.write_text(render_door.nginx_conf(door, "# Written by llmfleet up (src/llmfleet/render/door.py).\n"))
+    for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "keys"):
+        (folder / name).mkdir(mode=0o700, exist_ok=True)
+        if user:
+            shutil.chown(folder / name, *user.split())
+
+
+def door_workers_user(folder: Path) -> str | None:
+    """Started as root, nginx's workers drop to nobody, given the folders they write to and never the config.
+    They can only do so where every folder above the run dir lets others pass (not under /root, 0700, say):
+    there they keep the user that started them, like the other services."""
+    if os.geteuid() != 0:
+        return None
+    if all(parent.stat().st_mode & 0o001 for parent in folder.parents if parent.exists()):
+        return "nobody nogroup"
+    return "root root"
+
+
 def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str, str]) -> None:
     run_dir = settings.run_dir
     where = topology(plan, settings, run_dir)
@@ -194,7 +244,9 @@ def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str,
     }
     for name in render_gateway.GATEWAY_FILES:  # copied, so editing gateway/ never changes a running stack
         files[run_dir / "gateway" / name] = (root / "gateway" / name).read_text(encoding="utf-8")
+    files[run_dir / "vllm" / BACKEND_GUARD] = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
     write_files(files)
+    write_door_config(settings)
     write_redis_config(run_dir / "redis", settings.REDIS_PORT, secrets["REDIS_PASSWORD"])
     key = run_dir / "secrets" / "gateway.key"
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -276,9 +328,10 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
                 service.env,
             )
         )
-    # The gateway last, as Compose's depends_on does: its health checks would put backends that are still
-    # loading into a 30 s cooldown.
-    waves = [[s for s in state.services if s.name != "gateway"], [s for s in state.services if s.name == "gateway"]]
+    # The gateway (and its door) last, as Compose's depends_on does: its health checks would put backends that are
+    # still loading into a 30 s cooldown.
+    last = ("gateway", "door")
+    waves = [[s for s in state.services if s.name not in last], [s for s in state.services if s.name in last]]
     try:
         for wave in waves:
             handles = {}

@@ -6,6 +6,14 @@ from llmfleet.catalog import Model
 from llmfleet.plan import Server
 
 VLLM_CONTAINER_PORT = 8000
+# vllm/backend_guard.py, loaded into every server: it refuses paths outside /v1, /health and /metrics, and requests
+# over the caps below. Each runner puts its folder on the server's PYTHONPATH.
+BACKEND_GUARD = "backend_guard.py"
+BACKEND_GUARD_ARGS = ("--middleware", "backend_guard.BackendGuard")
+CONTAINER_GUARD_DIR = "/opt/llmfleet/guard"  # where Compose and Kubernetes mount it
+# One request may hold at most this share of a server's batch (`n` choices each take a sequence slot).
+MAX_BATCH_SHARE = 4
+BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB): only what skipped it meets this
 
 
 def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:
@@ -19,12 +27,22 @@ def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port:
         "--max-num-seqs", str(server.max_num_seqs),
         # The gateway logs every request already; vLLM's access log would only double the CPU spent on logging.
         "--disable-uvicorn-access-log",
+        *BACKEND_GUARD_ARGS,
     ]  # fmt: skip
     if server.gpu_memory_utilization is not None:
         args += ["--gpu-memory-utilization", str(server.gpu_memory_utilization)]
     if server.tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(server.tensor_parallel_size)]
     return [*args, *model.vllm_args, *server.extra_args]
+
+
+def guard_env(server: Server) -> dict[str, str]:
+    """The backend guard's caps for one server, from the plan."""
+    return {
+        "LLMFLEET_MAX_N": str(max(1, server.max_num_seqs // MAX_BATCH_SHARE)),
+        "LLMFLEET_MAX_TOKENS": str(server.max_model_len),
+        "LLMFLEET_MAX_BODY_MB": str(BACKEND_MAX_BODY_MB),
+    }
 
 
 def model_path(model: Model, synthetic_dir: str) -> str:

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
 
     GATEWAY_PORT: Port = 4000
+    LITELLM_PORT: Port = 4001
     PROMETHEUS_PORT: Port = 9090
     GRAFANA_PORT: Port = 3000
     VLLM_PORT_BASE: Port = 8100
@@ -34,6 +35,7 @@ class Settings(BaseSettings):
     VLLM_PYTHON: str = ""
     PROMETHEUS_BIN: str = "prometheus"
     REDIS_BIN: str = "redis-server"
+    NGINX_BIN: str = "nginx"
     # Service-level objectives: rendered into monitoring/prometheus/rules/slo.rules.yaml (alerts, dashboards);
     # the load test checks against the same values.
     SLO_TTFT_P95_SECONDS: Annotated[float, Field(gt=0)] = 2.0

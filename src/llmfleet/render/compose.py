@@ -13,7 +13,7 @@ from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan, Server
 from llmfleet.render import Topology, rendered
 from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
-from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
+from llmfleet.serving import BACKEND_GUARD, CONTAINER_GUARD_DIR, VLLM_CONTAINER_PORT, guard_env, model_path, vllm_args
 
 # Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up.
 SECRETS = {"path": "../.env.secrets", "required": True}
@@ -35,6 +35,9 @@ HF_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "${HF_HUB_OFFLINE:-0}",
 }
 HF_VOLUME = "${HF_CACHE:-~/.cache/huggingface}:/root/.cache/huggingface"
+# The backend guard (vllm/backend_guard.py), named from the folder of the file that mounts it: "../vllm/..." reads
+# the same from vllm/ and from gateway/, whose folder Compose resolves the merged include from.
+GUARD_SOURCE = f"../vllm/{BACKEND_GUARD}"
 COMMENT_WIDTH = 118
 # Said once per GPU service, because the absence of these flags is the point.
 NOT_PASSED_QUANTIZED = (
@@ -62,7 +65,7 @@ def services(plan: Plan, catalog: Catalog) -> str:
         model = catalog.models[server.model]
         command = vllm_args(server, model, model_path=model_path(model, SYNTHETIC_DIR_IN_IMAGE), host="0.0.0.0",  # noqa: S104
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
-        services[name] = _gpu_service(server, command) if server.gpus else cpu_service(command, model.synthetic)
+        services[name] = _gpu_service(server, command) if server.gpus else cpu_service(server, command, model.synthetic)
         comments[name] = _explain(plan, i, catalog, command)
     # The gateway (gateway/compose.yaml, merged with this file) starts once every backend is healthy, with as many
     # workers as the plan's token rate needs.
@@ -80,8 +83,8 @@ def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
         "restart": "unless-stopped",
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [SECRETS],  # VLLM_API_KEY: the backends answer the gateway only
-        "environment": dict(HF_ENVIRONMENT),
-        "volumes": [HF_VOLUME],
+        "environment": HF_ENVIRONMENT | guard_environment(server),
+        "volumes": [HF_VOLUME, guard_volume(GUARD_SOURCE)],
         "healthcheck": HEALTHCHECK,
     }
     if server.tensor_parallel_size > 1:
@@ -93,12 +96,27 @@ def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
     return service
 
 
-def cpu_service(command: list[str], synthetic: bool, secrets: dict[str, object] = SECRETS) -> dict[str, object]:
-    """A server of a plan without GPUs: vLLM's CPU build, no device reservation. `secrets` is the env file as the
-    Compose file it goes into must name it (paths are relative to that file's folder)."""
+def guard_environment(server: Server) -> dict[str, str]:
+    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server)}
+
+
+def guard_volume(source: str) -> str:
+    return f"{source}:{CONTAINER_GUARD_DIR}/{BACKEND_GUARD}:ro"
+
+
+def cpu_service(
+    server: Server,
+    command: list[str],
+    synthetic: bool,
+    secrets: dict[str, object] = SECRETS,
+    guard_source: str = GUARD_SOURCE,
+) -> dict[str, object]:
+    """A server of a plan without GPUs: vLLM's CPU build, no device reservation. `secrets` and `guard_source` are
+    files as the Compose file they go into must name them (paths are relative to that file's folder)."""
     environment = {
         "VLLM_CPU_KVCACHE_SPACE": "${VLLM_CPU_KVCACHE_SPACE:-1}",  # GiB of KV cache per server
         "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # let the host's scheduler spread the servers over the cores
+        **guard_environment(server),
     }
     service: dict[str, object] = {
         "image": "${VLLM_CPU_IMAGE:?set VLLM_CPU_IMAGE in .env to a pinned vLLM CPU image tag}",
@@ -111,8 +129,7 @@ def cpu_service(command: list[str], synthetic: bool, secrets: dict[str, object] 
         "shm_size": "${VLLM_SHM_SIZE:-2g}",
         "healthcheck": HEALTHCHECK,
     }
-    if not synthetic:
-        service["volumes"] = [HF_VOLUME]
+    service["volumes"] = [guard_volume(guard_source)] + ([] if synthetic else [HF_VOLUME])
     return service
 
 

@@ -29,7 +29,7 @@ from llmfleet.errors import FleetError
 from llmfleet.render import HEADER, Topology, _Dumper, gateway, write_files
 from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
 from llmfleet.render.prometheus import SCRAPE_INTERVAL
-from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
+from llmfleet.serving import BACKEND_GUARD, CONTAINER_GUARD_DIR, VLLM_CONTAINER_PORT, guard_env, model_path, vllm_args
 
 KUBERNETES = Path("kubernetes")
 BASE = KUBERNETES / "base"
@@ -52,6 +52,7 @@ GATEWAY_CONFIG_DIR = "/etc/litellm"  # as in gateway/compose.yaml: config.yaml f
 GATEWAY_KEY_FILE = f"/etc/prometheus/secrets/{SECRET}/LITELLM_MASTER_KEY"  # a plain Prometheus with the Secret mounted
 GATEWAY_REPLICAS = 2  # LiteLLM keeps no state here (no database): two replicas ride out a node drain
 SYNTHETIC_CONFIG = "fleet-tiny"
+GUARD_CONFIG = "vllm-guard"  # vllm/backend_guard.py, which every vLLM server loads (--middleware)
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
 PART_OF = {"app.kubernetes.io/part-of": "llmfleet"}
@@ -243,6 +244,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
             # Where vLLM downloads from. In China: an overlay's configMapGenerator with behavior: merge and
             # HF_ENDPOINT=https://hf-mirror.com (README: More than one host).
             {"name": HF_CONFIG, "literals": [f"{k}={env[k]}" for k in ("HF_ENDPOINT", "HF_HUB_OFFLINE")]},
+            {"name": GUARD_CONFIG, "files": [f"vllm/{BACKEND_GUARD}"]},
         ],
     )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": PART_OF}}
@@ -264,6 +266,8 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
     }
     for name, text in copies.items():
         files[BASE / "gateway" / name] = HEADER.format(source=f"gateway/{name}") + text
+    guard = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
+    files[BASE / "vllm" / BACKEND_GUARD] = HEADER.format(source=f"vllm/{BACKEND_GUARD}") + guard
     return files
 
 
@@ -470,14 +474,22 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
     labels = {**selector, **PART_OF, POOL_LABEL: w.pool_name}
     tp = w.tensor_parallel_size
     env_vars: list[dict[str, object]] = [
-        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}}
+        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
+        {"name": "PYTHONPATH", "value": CONTAINER_GUARD_DIR},  # the backend guard, and its caps from the plan
+        *({"name": k, "value": v} for k, v in guard_env(w.server).items()),
     ]
-    mounts: list[dict[str, object]] = [{"name": "shm", "mountPath": "/dev/shm"}]  # noqa: S108 - vLLM's, in its pod
+    mounts: list[dict[str, object]] = [
+        {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - vLLM's, in its pod
+        {"name": "guard", "mountPath": CONTAINER_GUARD_DIR, "readOnly": True},
+    ]
     shm = quantity(env["VLLM_SHM_SIZE"], "VLLM_SHM_SIZE")
     if tp > 1:  # NCCL between a server's cards goes through /dev/shm too (Compose gives it the host's IPC)
         number, unit = re.fullmatch(r"(\d+)(\D*)", shm).groups()  # type: ignore[union-attr]
         shm = f"{int(number) * tp}{unit}"
-    volumes: list[dict[str, object]] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}]
+    volumes: list[dict[str, object]] = [
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+        {"name": "guard", "configMap": {"name": GUARD_CONFIG}},
+    ]
     container: dict[str, object] = {
         "name": "vllm",
         "image": env["VLLM_IMAGE"] if w.server.gpus else env["VLLM_CPU_IMAGE"],

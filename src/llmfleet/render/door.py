@@ -1,0 +1,189 @@
+"""The front door: nginx's configuration, one text for every runner (native, Compose, Kubernetes).
+
+nginx is the only listener published on the host. Before a byte of a request body reaches Python, it:
+- answers a request without a valid key with 401 (the key is checked against LiteLLM, the answer cached briefly),
+  so an unauthenticated client can never make the gateway read a body;
+- refuses a body over GATEWAY_MAX_BODY_MB with 413, whether it came with a Content-Length or chunked;
+- bounds the time and size of headers and bodies;
+- passes on only the routes the stack serves (completions, models, metrics, health, LiteLLM's admin routes), so a
+  route the gateway's guard does not check (embeddings, responses, pass-through) never reaches a backend;
+- answers every error it makes itself in the OpenAI error shape, as JSON, naming no backend.
+
+LiteLLM behind it keeps the keys, the model groups and the routing; its own errors pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+# How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.
+AUTH_CACHE_S = 10
+CONTAINER_PORT = 8080  # the door's port inside its container (unprivileged: it runs as a non-root user)
+CONTAINER_STATE_DIR = "/tmp/door"  # noqa: S108 - its pid, temp files and key cache: a private tmpfs of its container
+HOW_TO_AUTH = "Send `Authorization: Bearer <key>`; the key is in .env.secrets on the gateway's host."
+# Routes served, by prefix; anything else is a 404 that lists them. Data routes are the OpenAI ones the guard
+# checks; the rest are LiteLLM's health, metrics and admin routes (each needs the key, as before).
+DATA_ROUTES = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions")
+MODEL_ROUTES = ("/v1/models", "/models")
+ADMIN_PREFIXES = ("/key/", "/user/", "/team/", "/model/", "/v1/model/", "/model_group/", "/spend/", "/global/")
+ADMIN_ROUTES = ("/health", "/routes", "/metrics", "/metrics/")
+
+
+@dataclass(frozen=True)
+class Door:
+    listen: str  # host:port nginx listens on
+    litellm: str  # host:port of LiteLLM
+    state_dir: str  # pid file, temp files and the key cache
+    max_body_mb: float
+    user: str | None = None  # workers' user, where nginx starts as root (native runner run by root)
+
+
+def openai_error(status: int, message: str, kind: str, param: str | None = None) -> str:
+    """An error body as OpenAI sends it, quoted for an nginx `return` string."""
+    body = json.dumps({"error": {"message": message, "type": kind, "param": param, "code": status}})
+    return "'" + body.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def errors(max_body_mb: float) -> dict[int, tuple[str, str]]:
+    """Every status the door answers itself: (message, OpenAI error type)."""
+    served = ", ".join((*DATA_ROUTES[:2], MODEL_ROUTES[0]))
+    retry = "Retry in a few seconds; `llmfleet status` shows which service is down."
+    return {
+        400: ("The request could not be read as HTTP. Check its headers and body encoding.", "invalid_request_error"),
+        401: (f"No valid API key was sent. {HOW_TO_AUTH}", "authentication_error"),
+        403: ("This key may not use this route or model.", "permission_error"),
+        404: (f"There is no such route on this gateway. It serves {served} (under /v1).", "invalid_request_error"),
+        405: ("This route does not accept that method: completions take POST, models take GET.",
+              "invalid_request_error"),
+        408: ("The request was not sent in time: headers within 10 s, and no pause of 30 s in the body.",
+              "invalid_request_error"),
+        413: (f"The request body is larger than the gateway accepts: at most {max_body_mb:g} MiB "
+              "(GATEWAY_MAX_BODY_MB). Send a shorter prompt.", "invalid_request_error"),
+        414: ("The URL is too long.", "invalid_request_error"),
+        429: ("Too many requests from this client. Retry after a pause.", "rate_limit_error"),
+        431: ("A request header is too large (at most 16 KiB each).", "invalid_request_error"),
+        500: (f"The gateway could not check the API key: its control plane is not answering. {retry}",
+              "service_unavailable"),
+        502: (f"The gateway's control plane is not answering. {retry}", "service_unavailable"),
+        503: (f"The gateway is overloaded or starting. {retry}", "service_unavailable"),
+        504: ("The gateway's control plane did not answer in time. Retry; `llmfleet status` shows the services.",
+              "service_unavailable"),
+    }  # fmt: skip
+
+
+def _error_body(code: int, answers: dict[int, tuple[str, str]], status: int) -> str:
+    return openai_error(code, *answers[code if status == 494 else status])
+
+
+def nginx_conf(door: Door, header: str) -> str:
+    state = door.state_dir
+    answers = errors(door.max_body_mb)
+    # nginx's own 494 (a header too large) is answered as 431, and the 500 that auth_request gives when the key
+    # check itself failed as 503: a client should read "fix your header" and "retry later".
+    shown = {**{s: s for s in answers}, 494: 431, 500: 503}
+    pages = "\n".join(
+        f"        location = /_error/{status} {{ internal; return {code} {_error_body(code, answers, status)}; }}"
+        for status, code in sorted(shown.items())
+    )
+    error_pages = "\n".join(f"        error_page {status} /_error/{status};" for status in sorted(shown))
+    data, models, admin, admin_exact = (
+        "|".join(r.lstrip("/") for r in routes) for routes in (DATA_ROUTES, MODEL_ROUTES, ADMIN_PREFIXES, ADMIN_ROUTES)
+    )
+    user = f"user {door.user};\n" if door.user else ""
+    return f"""{header}{user}worker_processes 1;  # one core relays tens of thousands of chunks a second
+daemon off;
+pid {state}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+
+http {{
+    log_format door '$remote_addr [$time_local] "$request_method $uri" $status $body_bytes_sent '
+                    '${{request_time}}s upstream=${{upstream_response_time}}s';
+    access_log /dev/stdout door;
+    server_tokens off;
+    default_type application/json;
+
+    # Bounds on what a client may send, checked before anything is passed on.
+    client_max_body_size {door.max_body_mb:g}m;   # counted for chunked bodies too: 413 once it is exceeded
+    client_body_buffer_size 1m;
+    client_header_buffer_size 4k;
+    large_client_header_buffers 4 16k;
+    client_header_timeout 10s;
+    client_body_timeout 30s;
+    send_timeout 60s;
+    keepalive_timeout 75s;
+
+    client_body_temp_path {state}/body;
+    proxy_temp_path {state}/proxy;
+    fastcgi_temp_path {state}/fastcgi;
+    uwsgi_temp_path {state}/uwsgi;
+    scgi_temp_path {state}/scgi;
+    # Keys LiteLLM accepted, {AUTH_CACHE_S} s each (proxy_cache_valid below). The cache holds keys: it lives in the
+    # door's private state folder.
+    proxy_cache_path {state}/keys levels=1 keys_zone=keys:1m max_size=8m inactive=60s use_temp_path=off;
+
+    upstream litellm {{
+        server {door.litellm} max_fails=0;
+        keepalive 64;
+    }}
+
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_buffering off;          # tokens pass as they come
+    proxy_request_buffering on;   # a (bounded) body is read whole before LiteLLM sees it: a slow client holds no worker
+    proxy_connect_timeout 5s;
+    proxy_read_timeout 900s;      # LiteLLM's own timeouts (gateway/config.yaml: 600 s at most) end a request first
+    proxy_send_timeout 60s;
+    proxy_hide_header x-litellm-model-api-base;  # a backend's address
+
+    server {{
+        listen {door.listen};
+{error_pages}
+{pages}
+
+        # The key check: LiteLLM answers GET /v1/models only for a valid key. No body is sent with it.
+        location = /_auth {{
+            internal;
+            if ($http_authorization = "") {{ return 401; }}
+            proxy_method GET;
+            proxy_pass http://litellm/v1/models;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Transfer-Encoding "";
+            proxy_buffering on;                       # a cached answer needs a buffered one
+            proxy_cache keys;
+            proxy_cache_key $http_authorization;      # one answer per key
+            proxy_cache_valid 200 {AUTH_CACHE_S}s;               # only acceptance is cached: a bad key is asked again
+            proxy_cache_lock on;                      # a burst with a new key asks LiteLLM once
+            proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
+        }}
+
+        location ~ ^/({data})$ {{
+            auth_request /_auth;
+            if ($request_method != POST) {{ return 405; }}
+            proxy_pass http://litellm;
+        }}
+        location ~ ^/({models})(/[^/]+)?$ {{
+            auth_request /_auth;
+            if ($request_method != GET) {{ return 405; }}
+            proxy_pass http://litellm;
+        }}
+        location ~ ^/(({admin}).*|{admin_exact})$ {{
+            auth_request /_auth;
+            proxy_pass http://litellm;
+        }}
+        # Liveness for orchestrators and health checks: no key, no data.
+        location ~ ^/health/(liveliness|readiness)$ {{
+            if ($request_method != GET) {{ return 405; }}
+            proxy_pass http://litellm;
+        }}
+        location = /door/health {{ access_log off; return 200 '{{"status": "ok"}}'; }}
+        location / {{
+            auth_request /_auth;   # an unknown route tells nothing to a client without a key
+            return 404;
+        }}
+    }}
+}}
+"""

@@ -1,0 +1,150 @@
+"""The vLLM servers' own wall, loaded into each server with `--middleware backend_guard.BackendGuard`.
+
+vLLM's `--api-key` guards only some path prefixes (/v1 among them): `/invocations` serves whole completions, and
+`/tokenize` and `/pooling` answer, without a key. A backend is meant to answer the gateway only, so this refuses:
+- every path outside /v1/, /health and /metrics (404), whoever asks;
+- a completion request without the backends' key (401), before its body is read;
+- a body larger than LLMFLEET_MAX_BODY_MB (413), and a request that alone would hold much of the server:
+  `n` (or `best_of`) above LLMFLEET_MAX_N, `max_tokens` above LLMFLEET_MAX_TOKENS (400, naming the field).
+The caps come from the plan (src/llmfleet/serving.py). Standard library only: it runs in any vLLM image.
+vLLM adds it outermost, so it runs before vLLM's own key check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = ("/health", "/metrics")  # health checks and Prometheus, no key (as vLLM serves them)
+KEYED_PREFIX = "/v1/"  # vLLM checks the key on these itself
+CHECKED = ("/v1/chat/completions", "/v1/completions")  # whose bodies are read for the caps
+TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+CHOICE_FIELDS = ("n", "best_of")
+
+
+def _setting(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+def check_body(body: bytes, max_n: int, max_tokens: int) -> None:
+    """Raise a Refusal for a body that would hold too much of the server; leave anything else to vLLM."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return  # vLLM answers malformed JSON with its own 400
+    if not isinstance(request, dict):
+        return
+    for field in CHOICE_FIELDS:
+        value = request.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > max_n:
+            raise Refusal(
+                400,
+                f"{field} is {value}; this fleet allows at most {max_n} choices per request (a quarter of a "
+                f"server's batch). Ask for fewer, or send several requests.",
+                field,
+            )
+    for field in TOKEN_FIELDS:
+        value = request.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > max_tokens:
+            raise Refusal(
+                400,
+                f"{field} is {value}; this model's servers allow at most {max_tokens} tokens (max_model_len). "
+                f"Ask for fewer.",
+                field,
+            )
+
+
+class BackendGuard:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        key = os.environ.get("VLLM_API_KEY", "")
+        self.key_hash = hashlib.sha256(f"Bearer {key}".encode()).digest() if key else None
+        self.max_body = int(_setting("LLMFLEET_MAX_BODY_MB", 8) * 2**20)
+        self.max_n = int(_setting("LLMFLEET_MAX_N", 16))
+        self.max_tokens = int(_setting("LLMFLEET_MAX_TOKENS", 1 << 30))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        try:
+            if not (path in OPEN_PATHS or path.startswith(KEYED_PREFIX)):
+                raise Refusal(404, f"{path} is not served here: this server answers the gateway only.")
+            if scope["type"] != "http" or scope.get("method") != "POST" or path not in CHECKED:
+                await self.app(scope, receive, send)
+                return
+            self._check_key(scope)
+            body = await self._read(receive)
+            check_body(body, self.max_n, self.max_tokens)
+        except Refusal as refusal:
+            await _answer(scope, send, refusal)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _check_key(self, scope: Scope) -> None:
+        if self.key_hash is None:
+            return
+        sent = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        if not hmac.compare_digest(hashlib.sha256(sent).digest(), self.key_hash):
+            raise Refusal(401, "The backends' key is missing or wrong: send requests through the gateway.")
+
+    async def _read(self, receive: Receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Refusal(400, "The client went away before sending the whole body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise Refusal(413, f"The request body is over {self.max_body / 2**20:g} MiB.")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body, once, as vLLM would have received it; then whatever the client sends next (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _answer(scope: Scope, send: Send, refusal: Refusal) -> None:
+    if scope["type"] != "http":  # a websocket: refuse the handshake
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(refusal.status, "invalid_request_error")
+    body = json.dumps(
+        {"error": {"message": refusal.message, "type": kind, "param": refusal.param, "code": refusal.status}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
