@@ -215,8 +215,9 @@ def test_a_crashed_vllm_container_is_restarted_and_requests_keep_succeeding(stac
 def test_status_and_logs_work_for_the_docker_runner(stack: ComposeStack) -> None:
     status = stack.cli("status", "--json")
     rows = {r["name"]: r for r in json.loads(status.stdout)}
-    assert sorted(rows) == ["gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
-    assert rows["gateway"]["port"] == int(stack.env["GATEWAY_PORT"])
+    assert sorted(rows) == ["door", "gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
+    assert rows["door"]["port"] == int(stack.env["GATEWAY_PORT"])  # the only published port of the gateway
+    assert rows["gateway"]["port"] is None
     assert_door_logs_show_a_fresh_request(stack.cli, stack.gateway)
 
 

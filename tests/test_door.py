@@ -94,6 +94,10 @@ def test_errors_of_the_door_say_how_to_send_a_key(stack: Stack) -> None:
         response = httpx.post(stack.gateway + "/v1/chat/completions", json={"model": MODEL, "messages": HI},
                               headers=headers, timeout=30)  # fmt: skip
         assert_openai_error(response, 401, "Authorization: Bearer")
+        # An unknown route says nothing, not even that it is unknown, to a client without a valid key.
+        assert_openai_error(httpx.get(stack.gateway + "/no-such-route", headers=headers, timeout=30), 401)
+    known = httpx.get(stack.gateway + "/no-such-route", headers={"Authorization": f"Bearer {stack.key}"}, timeout=30)
+    assert_openai_error(known, 404, "/v1/chat/completions")
 
 
 def test_one_request_cannot_ask_for_more_than_its_share_of_a_server(stack: Stack) -> None:

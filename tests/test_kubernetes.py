@@ -153,9 +153,12 @@ def test_selectors_match_the_labels_of_the_pods_they_mean(name: str, built) -> N
     workloads = {w["metadata"]["name"]: w for w, _ in templates}
     for pdb in of(objects, "PodDisruptionBudget"):
         assert pdb["spec"]["selector"] == workloads[pdb["metadata"]["name"]]["spec"]["selector"]
-    for policy in of(objects, "NetworkPolicy"):
-        assert all(matches(policy["spec"]["podSelector"], t["metadata"]["labels"]) for t in vllm)
-        assert not any(matches(policy["spec"]["podSelector"], t["metadata"]["labels"]) for t in gateway)
+    policies = {p["metadata"]["name"]: p for p in of(objects, "NetworkPolicy")}
+    assert sorted(policies) == ["gateway", "vllm"]
+    assert all(matches(policies["vllm"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in vllm)
+    assert not any(matches(policies["vllm"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in gateway)
+    assert all(matches(policies["gateway"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in gateway)
+    assert not any(matches(policies["gateway"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in vllm)
     for monitor in of(objects, "PodMonitor"):
         assert all(matches(monitor["spec"]["selector"], t["metadata"]["labels"]) for t in vllm)
     for monitor in of(objects, "ServiceMonitor"):
@@ -194,7 +197,7 @@ def test_every_network_policy_admits_the_gateway_and_prometheus_and_nothing_else
     objects = built[name]
     (gateway,) = [t for w, t in pod_templates(objects) if w["metadata"]["name"] == "gateway"]
     namespace = {"kubernetes.io/metadata.name": kubernetes.NAMESPACE}
-    policies = of(objects, "NetworkPolicy")
+    policies = [p for p in of(objects, "NetworkPolicy") if p["metadata"]["name"] == "vllm"]
     assert policies
     for policy in policies:
         assert policy["spec"]["policyTypes"] == ["Ingress"]
@@ -206,6 +209,21 @@ def test_every_network_policy_admits_the_gateway_and_prometheus_and_nothing_else
             policy, "other", gateway["metadata"]["labels"], {"kubernetes.io/metadata.name": "other"}, 8000
         )
         assert not admits(policy, kubernetes.NAMESPACE, gateway["metadata"]["labels"], namespace, 22)
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_litellm_admits_its_door_and_prometheus_and_nothing_else(name: str, built) -> None:
+    objects = built[name]
+    (door,) = [t for w, t in pod_templates(objects) if w["metadata"]["name"] == "door"]
+    (gateway,) = [t for w, t in pod_templates(objects) if w["metadata"]["name"] == "gateway"]
+    namespace = {"kubernetes.io/metadata.name": kubernetes.NAMESPACE}
+    (policy,) = [p for p in of(objects, "NetworkPolicy") if p["metadata"]["name"] == "gateway"]
+    port = 4000
+    assert admits(policy, kubernetes.NAMESPACE, door["metadata"]["labels"], namespace, port)
+    assert admits(policy, "monitoring", *PROMETHEUS_POD, port)
+    assert not admits(policy, kubernetes.NAMESPACE, {"app.kubernetes.io/name": "curl"}, namespace, port)
+    assert not admits(policy, kubernetes.NAMESPACE, gateway["metadata"]["labels"], namespace, port)
+    assert not admits(policy, "other", door["metadata"]["labels"], {"kubernetes.io/metadata.name": "other"}, port)
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -290,7 +308,7 @@ def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built)
         assert container["args"] == args
         assert container["image"] == ENV["VLLM_IMAGE" if workload.server.gpus else "VLLM_CPU_IMAGE"]
     images = {c["image"] for _, t in pod_templates(built[name]) for c in t["spec"]["containers"]}
-    assert images <= {ENV["VLLM_IMAGE"], ENV["VLLM_CPU_IMAGE"], ENV["LITELLM_IMAGE"]}
+    assert images <= {ENV["VLLM_IMAGE"], ENV["VLLM_CPU_IMAGE"], ENV["LITELLM_IMAGE"], ENV["NGINX_IMAGE"]}
     assert not any(i.endswith(":latest") or ":" not in i for i in images)
 
 
@@ -328,7 +346,7 @@ def test_no_key_is_shipped_the_gateway_and_vllm_read_the_users_secret(name: str,
     assert not of(objects, "Secret")
     keys = {}
     for _, template in pod_templates(objects):
-        for env in template["spec"]["containers"][0]["env"]:
+        for env in template["spec"]["containers"][0].get("env", []):  # the door holds no key
             if env["name"] in ("LITELLM_MASTER_KEY", "VLLM_API_KEY"):
                 assert "value" not in env
                 keys[env["name"]] = env["valueFrom"]["secretKeyRef"]
@@ -346,7 +364,7 @@ def test_the_gateway_carries_the_hand_written_files_compose_mounts_verbatim(buil
     for name in mounted - {"models.yaml"}:
         assert config["data"][name].endswith((ROOT / "gateway" / name).read_text())
         assert config["data"][name].startswith(f"# Rendered by llmfleet render from gateway/{name}.")
-    (deployment,) = of(built["default"], "Deployment")
+    (deployment,) = [d for d in of(built["default"], "Deployment") if d["metadata"]["name"] == "gateway"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["volumes"] == [{"name": "config", "configMap": {"name": config["metadata"]["name"]}}]
     assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/litellm"

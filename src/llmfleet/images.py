@@ -51,6 +51,7 @@ STANDINS = (
     StandIn("LITELLM_IMAGE", "llmfleet/litellm:1.106.2", "litellm", _gateway_context),
     StandIn("PROMETHEUS_IMAGE", "llmfleet/prometheus:2.42.0", "prometheus", lambda root, ctx: {}),
     StandIn("REDIS_IMAGE", "llmfleet/redis:7.0.15", "redis", lambda root, ctx: {}),
+    StandIn("NGINX_IMAGE", "llmfleet/nginx:1.22.1", "nginx", lambda root, ctx: {}),
 )
 
 

@@ -75,9 +75,9 @@ def test_redis_password_reaches_redis_and_the_gateway_from_the_generated_file_on
     assert "r-test" not in json.dumps(model["services"]["redis"]["entrypoint"])  # read at start, never an argument
 
 
-def test_only_gateway_prometheus_and_grafana_are_published_and_on_loopback(model: dict) -> None:
+def test_only_the_door_prometheus_and_grafana_are_published_and_on_loopback(model: dict) -> None:
     published = {name: s["ports"] for name, s in model["services"].items() if s.get("ports")}
-    assert sorted(published) == ["gateway", "grafana", "prometheus"]
+    assert sorted(published) == ["door", "grafana", "prometheus"]  # LiteLLM (gateway) is reached through the door
     for ports in published.values():
         assert all(p["host_ip"] == "127.0.0.1" for p in ports)
 

@@ -30,9 +30,9 @@ def started_services(project: Path, profiles: str) -> list[str]:
 
 
 def test_cpu_variant_runs_the_cpu_plan_in_place_of_the_gpu_services(project: Path) -> None:
-    assert started_services(project, "") == ["gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
-    assert started_services(project, "dashboards") == ["gateway", "grafana", "prometheus", "redis", "vllm-cpu0",
-                                                       "vllm-cpu1"]  # fmt: skip
+    assert started_services(project, "") == ["door", "gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
+    assert started_services(project, "dashboards") == ["door", "gateway", "grafana", "prometheus", "redis",
+                                                       "vllm-cpu0", "vllm-cpu1"]  # fmt: skip
 
 
 def test_cpu_variant_reserves_no_gpu(model: dict) -> None:

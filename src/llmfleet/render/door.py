@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
+
+from llmfleet.render import HEADER
+from llmfleet.render.gateway import CONTAINER_PORT as LITELLM_CONTAINER_PORT
 
 # How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.
 AUTH_CACHE_S = 10
 CONTAINER_PORT = 8080  # the door's port inside its container (unprivileged: it runs as a non-root user)
-CONTAINER_STATE_DIR = "/tmp/door"  # noqa: S108 - its pid, temp files and key cache: a private tmpfs of its container
+CONTAINER_STATE_DIR = "/tmp"  # noqa: S108 - its pid, temp files and key cache: a private tmpfs of its container
+CONTAINER_CONFIG = Path("gateway/door.conf")  # rendered, committed: Compose mounts it, Kubernetes ships it
 HOW_TO_AUTH = "Send `Authorization: Bearer <key>`; the key is in .env.secrets on the gateway's host."
 # Routes served, by prefix; anything else is a 404 that lists them. Data routes are the OpenAI ones the guard
 # checks; the rest are LiteLLM's health, metrics and admin routes (each needs the key, as before).
@@ -181,9 +186,24 @@ http {{
         }}
         location = /door/health {{ access_log off; return 200 '{{"status": "ok"}}'; }}
         location / {{
-            auth_request /_auth;   # an unknown route tells nothing to a client without a key
-            return 404;
+            # An unknown route tells nothing to a client without a key: the key is checked (access phase) before
+            # try_files answers 404 (a `return` would answer first, in the rewrite phase).
+            auth_request /_auth;
+            try_files /.no-such-route =404;
         }}
     }}
 }}
 """
+
+
+def container_conf(max_body_mb: float) -> str:
+    """The door in a container (Compose, Kubernetes): LiteLLM is the service named gateway; nginx runs as a
+    non-root user on an unprivileged port, with its state on a tmpfs."""
+    door = Door(
+        listen=str(CONTAINER_PORT),
+        litellm=f"gateway:{LITELLM_CONTAINER_PORT}",
+        state_dir=CONTAINER_STATE_DIR,
+        max_body_mb=max_body_mb,
+    )
+    # Its one setting is GATEWAY_MAX_BODY_MB; the rest is this module's.
+    return nginx_conf(door, HEADER.format(source=".env"))

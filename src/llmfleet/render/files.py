@@ -6,7 +6,7 @@ from pathlib import Path
 
 from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan, cpu_plan
-from llmfleet.render import HEADER, compose, compose_cpu, gateway, prometheus
+from llmfleet.render import HEADER, compose, compose_cpu, door, gateway, prometheus
 from llmfleet.settings import load_settings
 
 COMPOSE_SERVICES = Path("vllm/services.yaml")
@@ -31,6 +31,8 @@ def compose_files(plan: Plan, catalog: Catalog, root: Path) -> dict[Path, str]:
         root / compose_cpu.PROMETHEUS_FILE: _from_cpu_plan(prometheus.config(cpu, cpu_topology, rules)),
         # The SLOs of .env as series the alerts compare against (Prometheus rules cannot read .env).
         root / prometheus.SLO_RULES: prometheus.slo_rules(load_settings()),
+        # The front door's nginx config for Compose and Kubernetes (the native runner writes its own at `up`).
+        root / door.CONTAINER_CONFIG: door.container_conf(load_settings().GATEWAY_MAX_BODY_MB),
     }
 
 

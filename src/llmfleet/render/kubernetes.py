@@ -26,7 +26,7 @@ from llmfleet import cluster, synthetic
 from llmfleet.catalog import Catalog, load_catalog
 from llmfleet.cluster import Cluster, Workload
 from llmfleet.errors import FleetError
-from llmfleet.render import HEADER, Topology, _Dumper, gateway, write_files
+from llmfleet.render import HEADER, Topology, _Dumper, door, gateway, write_files
 from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
 from llmfleet.render.prometheus import SCRAPE_INTERVAL
 from llmfleet.serving import BACKEND_GUARD, CONTAINER_GUARD_DIR, VLLM_CONTAINER_PORT, guard_env, model_path, vllm_args
@@ -52,6 +52,9 @@ GATEWAY_CONFIG_DIR = "/etc/litellm"  # as in gateway/compose.yaml: config.yaml f
 GATEWAY_KEY_FILE = f"/etc/prometheus/secrets/{SECRET}/LITELLM_MASTER_KEY"  # a plain Prometheus with the Secret mounted
 GATEWAY_REPLICAS = 2  # LiteLLM keeps no state here (no database): two replicas ride out a node drain
 SYNTHETIC_CONFIG = "fleet-tiny"
+DOOR = "door"
+DOOR_CONFIG = "door-config"
+DOOR_CONFIG_DIR = "/etc/llmfleet"
 GUARD_CONFIG = "vllm-guard"  # vllm/backend_guard.py, which every vLLM server loads (--middleware)
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
@@ -68,7 +71,7 @@ QUEUE_PER_REPLICA = 4  # waiting requests per replica KEDA aims at (see the auto
 SCALE_DOWN_WINDOW_S = 600  # a replica costs minutes of loading: keep it until the load has been low for 10 min
 HF_CACHE_IN_POD = "/root/.cache/huggingface"  # the official vLLM image runs as root
 ENV_KEYS = ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "VLLM_SHM_SIZE", "VLLM_START_PERIOD", "HF_ENDPOINT",
-            "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE")  # fmt: skip
+            "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "NGINX_IMAGE", "GATEWAY_MAX_BODY_MB")  # fmt: skip
 
 # (source, target): the labels Compose's scrape config gives each vLLM server (render/prometheus.py
 # backend_labels), taken from its pod; `server` is the pod's name, which is also the gateway's id for it. There is
@@ -150,6 +153,62 @@ def seconds(duration: str, where: str) -> int:
 # --- the base: the gateway and the network policy, the same for every plan
 
 
+def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
+    """nginx before LiteLLM, with the config Compose mounts (gateway/door.conf): what clients reach."""
+    labels = {NAME: DOOR, **PART_OF}
+    probe = {"httpGet": {"path": "/door/health", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    container = {
+        "name": DOOR,
+        "image": env["NGINX_IMAGE"],
+        "args": ["nginx", "-c", f"{DOOR_CONFIG_DIR}/door.conf"],
+        "ports": [{"name": "http", "containerPort": door.CONTAINER_PORT}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": DOOR_CONFIG_DIR, "readOnly": True},
+            {"name": "state", "mountPath": door.CONTAINER_STATE_DIR},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "readinessProbe": probe | {"failureThreshold": 3},
+        "livenessProbe": probe | {"failureThreshold": 6},
+    }
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 65534},
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": DOOR_CONFIG}},
+            {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": DOOR, "labels": labels},
+        "spec": {
+            "replicas": GATEWAY_REPLICAS,
+            "selector": {"matchLabels": {NAME: DOOR}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": DOOR, "labels": labels},
+        "spec": {
+            "selector": {NAME: DOOR},
+            "ports": [{"name": "http", "port": gateway.CONTAINER_PORT, "targetPort": "http"}],
+        },
+    }
+    return [deployment, service, _pdb(DOOR, {NAME: DOOR}, labels, {"minAvailable": 1})]
+
+
 def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
     labels = {NAME: GATEWAY, **PART_OF}
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
@@ -207,6 +266,28 @@ def _pdb(name: str, selector: dict[str, str], labels: dict[str, str], budget: di
     }
 
 
+def _gateway_network_policy() -> dict[str, object]:
+    """LiteLLM answers its door and Prometheus only: a client never reaches it around the door's checks."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": GATEWAY, "labels": PART_OF},
+        "spec": {
+            "podSelector": {"matchLabels": {NAME: GATEWAY}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": {NAME: DOOR}}},  # this namespace's door
+                        {"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS}},
+                    ],
+                    "ports": [{"protocol": "TCP", "port": gateway.CONTAINER_PORT}],
+                }
+            ],
+        },
+    }
+
+
 def _network_policy() -> dict[str, object]:
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -237,7 +318,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
     # The hand-written files LiteLLM loads from its config's folder, as every runner ships them.
     copies = {name: (root / "gateway" / name).read_text(encoding="utf-8") for name in gateway.GATEWAY_FILES}
     kustomization = _kustomization(
-        resources=["namespace.yaml", "gateway.yaml", "network-policy.yaml"],
+        resources=["namespace.yaml", "door.yaml", "gateway.yaml", "network-policy.yaml"],
         configMapGenerator=[
             # gateway/config.yaml and auth.py as they are; each overlay adds its models.yaml.
             {"name": GATEWAY_CONFIG, "files": [f"gateway/{name}" for name in copies]},
@@ -245,6 +326,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
             # HF_ENDPOINT=https://hf-mirror.com (README: More than one host).
             {"name": HF_CONFIG, "literals": [f"{k}={env[k]}" for k in ("HF_ENDPOINT", "HF_HUB_OFFLINE")]},
             {"name": GUARD_CONFIG, "files": [f"vllm/{BACKEND_GUARD}"]},
+            {"name": DOOR_CONFIG, "files": [f"door/{door.CONTAINER_CONFIG.name}"]},
         ],
     )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": PART_OF}}
@@ -254,18 +336,27 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         f"  kubectl -n {NAMESPACE} create secret generic {SECRET} --from-literal=LITELLM_MASTER_KEY=$(openssl rand "
         "-hex 24) --from-literal=VLLM_API_KEY=$(openssl rand -hex 24)",
     )
+    door_notes = (
+        "The front door: nginx with gateway/door.conf (rendered from src/llmfleet/render/door.py), the Service clients",
+        f"reach: `kubectl -n {NAMESPACE} port-forward svc/{DOOR} 4000:4000`. It checks each key with LiteLLM (the",
+        "gateway Service) before it reads a body, and passes on only the routes the stack serves.",
+    )
     policy_notes = (
         "vLLM pods accept traffic on their port from this namespace's gateway and from Prometheus pods",
-        f"({NAME}=prometheus, in any namespace: kube-prometheus-stack's) only. Probes come from the kubelet.",
+        f"({NAME}=prometheus, in any namespace: kube-prometheus-stack's) only; gateway pods from this namespace's door",
+        "and Prometheus only. Probes come from the kubelet.",
     )
     files = {
         BASE / "kustomization.yaml": document(RENDERER, [kustomization]),
         BASE / "namespace.yaml": document(RENDERER, [namespace]),
+        BASE / "door.yaml": document(".env", _door_objects(env), door_notes),
         BASE / "gateway.yaml": document(".env", _gateway_objects(env), gateway_notes),
-        BASE / "network-policy.yaml": document(RENDERER, [_network_policy()], policy_notes),
+        BASE / "network-policy.yaml": document(RENDERER, [_network_policy(), _gateway_network_policy()], policy_notes),
     }
     for name, text in copies.items():
         files[BASE / "gateway" / name] = HEADER.format(source=f"gateway/{name}") + text
+    # The same text as Compose's gateway/door.conf, from the same function and .env.
+    files[BASE / "door" / door.CONTAINER_CONFIG.name] = door.container_conf(float(env["GATEWAY_MAX_BODY_MB"]))
     guard = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
     files[BASE / "vllm" / BACKEND_GUARD] = HEADER.format(source=f"vllm/{BACKEND_GUARD}") + guard
     return files
@@ -425,13 +516,13 @@ def ingress_files() -> dict[Path, str]:
             "rules": [{
                 "host": "llmfleet.example.com",
                 "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                                    "backend": {"service": {"name": GATEWAY, "port": {"name": "http"}}}}]},
+                                    "backend": {"service": {"name": DOOR, "port": {"name": "http"}}}}]},
             }],
         },
     }  # fmt: skip
     notes = (
         "Opt-in: add this folder to the `components:` of your own kustomization, then patch spec.rules[0].host",
-        "and add TLS. Every route of the gateway needs its key.",
+        "and add TLS. It leads to the gateway's front door (nginx); every route of the gateway needs its key.",
     )
     return {
         INGRESS / "kustomization.yaml": document(RENDERER, [_kustomization("Component", resources=["ingress.yaml"])]),
