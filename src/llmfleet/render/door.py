@@ -103,7 +103,7 @@ error_log stderr warn;
 events {{ worker_connections 4096; }}
 
 http {{
-    log_format door '$remote_addr [$time_local] "$request_method $uri" $status $body_bytes_sent '
+    log_format door '$remote_addr [$time_local] "$request_method $request_uri" $status $body_bytes_sent '
                     '${{request_time}}s upstream=${{upstream_response_time}}s';
     access_log /dev/stdout door;
     server_tokens off;
