@@ -124,6 +124,13 @@ class Comparison:
     chosen: Layout | None
     load: int  # the requests running at once that throughput is compared at
 
+    def basis(self) -> str:
+        """What the comparison stands on: `usable context 32,768; 960 GB/s per card; compared at 160 at once`."""
+        gbs, known = gpuspec.bandwidth(self.cards[0].name, self.cards[0].memory_total_gib)
+        where = "" if known else " (assumed: the card is not named; name it, e.g. 2x24GiB:RTX4090)"
+        return (f"usable context {self.usable_context:,}; {gbs:g} GB/s per card{where}; throughput compared at "
+                f"{self.load} requests at once")  # fmt: skip
+
     def lines(self) -> list[str]:
         """One line per layout: the chosen one, and why each other one lost."""
         out = []
@@ -177,6 +184,7 @@ class Comparison:
             "usable_context_source": self.usable_source,
             "load": self.load,
             "layouts": [layout(x) for x in self.layouts],
+            "basis": self.basis(),
             "why": self.lines(),
         }
 

@@ -238,8 +238,7 @@ def _plan_table(host: dict, pool: str, explain: bool = False) -> None:
         gpus = ", ".join(str(g) for g in comparison["gpus"])
         lines = comparison["why"] if explain else [line for line, x in zip(comparison["why"], comparison["layouts"],
                                                                            strict=True) if x["chosen"]]  # fmt: skip
-        out.print(f"Layout of {comparison['model']} on GPU {gpus} (usable context {comparison['usable_context']:,};"
-                  f" throughput compared at {comparison['load']} requests at once):", markup=False)  # fmt: skip
+        out.print(f"Layout of {comparison['model']} on GPU {gpus} ({comparison['basis']}):", markup=False)
         for line in lines:
             out.print(f"  {line}", markup=False)
     if "node_selector" in host:  # a node pool: the node labels its pods require
