@@ -98,8 +98,8 @@ class Layout:
         return min((s.budget.max_model_len for s in self.servers), default=0)
 
     def summary(self, load: int) -> str:
-        """`pairs (1 x TP2): 32,768 context, 88,112 KV tokens, 40 seqs; 6 at once ~180 tok/s, 1 alone 43 (PCIe
-        5.8 of 23 ms/step)`."""
+        """`pairs (1 x TP2): 32,768 context, 88,112 KV tokens, 40 seqs; 40 at once ~858 tok/s, 1 alone 43 (PCIe 3.3
+        of 23.1 ms/token)`."""
         if not self.servers:
             return f"{self.kind}: does not fit"
         first = self.servers[0]
@@ -141,6 +141,19 @@ class Comparison:
                 verdict = self._why_not(layout)
             out.append(f"{layout.summary(self.load)} - {verdict}")
         return out
+
+    def notes(self) -> list[str]:
+        """What a person must know about the chosen layout: a poor choice, said with the reason; cards left out."""
+        chosen, cards = self.chosen, ", ".join(str(g.index) for g in self.cards)
+        if chosen is None:
+            return []
+        poor = [f"{self.model} on GPU {cards} is a poor choice: {chosen.problem} (why {self.usable_context:,}: "
+                f"{self.usable_source}) Bigger cards, more of them, or a smaller model serve better."]  # fmt: skip
+        return (poor if chosen.problem else []) + [
+            f"GPU {g.index} not used: alone it cannot give {self.model} the {chosen.context:,} context of the rest "
+            "of its group."
+            for g in chosen.unused
+        ]
 
     def _why_not(self, layout: Layout) -> str:
         chosen = self.chosen

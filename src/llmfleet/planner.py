@@ -101,7 +101,7 @@ def plan_host(gpus: Sequence[GpuInfo], catalog: Catalog, model: str | None = Non
         per_card, skipped = _choose_per_card(catalog, fit, utilization, overrides)
         notes += skipped
     assignments, comparisons = _lay_out(catalog, per_card, fit, utilization, overrides, refuse=model is not None)
-    notes += [_poor_note(c) for c in comparisons if c.chosen is not None and c.chosen.problem is not None]
+    notes += [note for c in comparisons for note in c.notes()]
     if not assignments:
         raise FleetError(
             f"no card of {label} can hold any model in the catalog.",
@@ -217,13 +217,6 @@ def _lay_out(catalog: Catalog, per_card: Mapping[int, Model], cards: Sequence[Gp
         comparisons.append(comparison)
         assignments += [(list(s.cards), s.budget) for s in chosen.servers]
     return sorted(assignments, key=lambda a: a[0][0].index), comparisons
-
-
-def _poor_note(c: layouts.Comparison) -> str:
-    cards = ", ".join(str(g.index) for g in c.cards)
-    return (f"{c.model} on GPU {cards} is a poor choice: {c.chosen.problem if c.chosen else ''} "
-            f"({c.usable_context:,}: {c.usable_source}). Bigger cards, more of them, or a smaller model serve "
-            "better.")  # fmt: skip
 
 
 def _too_big(catalog: Catalog, model: Model, cards: list[GpuInfo], utilization: float) -> FleetError:
