@@ -25,6 +25,7 @@ against [ISSUE55], [QWEN3] and [TP2LOG], the runtime model against [TP2LOG].
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,32 @@ def test_tensor_parallelism_halves_weights_and_kv_heads_per_card(catalog) -> Non
     assert budget.kv_bytes_per_token(model, 2) == budget.kv_bytes_per_token(model) // 2
     # NCCL buffers are added on each card, while the MLP activations are split between them.
     assert one.runtime_gib < two.runtime_gib < one.runtime_gib + budget.TP_COMM_GIB
+
+
+# --- The CPU plan's KV cache against what vLLM's CPU build reported (tests/data/vllm-logs, vLLM 0.32.0, fleet-tiny,
+# VLLM_CPU_KVCACHE_SPACE=1). vLLM hands KV cache out in whole blocks, so its figures may fall short of the estimate
+# by a block or so: the tolerance is 1%.
+CPU_KV_TOLERANCE = 0.01
+LOGS = ROOT / "tests" / "data" / "vllm-logs"
+
+
+def _logged(name: str, pattern: str) -> list[str]:
+    found = re.search(pattern, (LOGS / name).read_text(encoding="utf-8"))
+    assert found, f"{name} has no line matching {pattern!r}"
+    return list(found.groups())
+
+
+def test_cpu_kv_tokens_match_the_cpu_kv_cache_size_vllm_logged_at_start(catalog) -> None:
+    (space,) = _logged("cpu-ready.log", r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache")
+    (tokens,) = _logged("cpu-ready.log", r"CPU KV cache size: ([\d,]+) tokens")
+    estimate = budget.cpu_kv_tokens(catalog.models["fleet-tiny"], float(space))
+    assert estimate == pytest.approx(int(tokens.replace(",", "")), rel=CPU_KV_TOLERANCE)  # 2,097,152 both
+
+
+def test_cpu_kv_bytes_per_token_match_vllms_refusal_of_a_too_long_context(catalog) -> None:
+    # "To serve ... max seq len (8000000), (3.81 GiB KV cache is needed ... the estimated maximum model length is N"
+    length, needed = _logged("cpu-kv-cache-too-small.log", r"max seq len \((\d+)\), \(([\d.]+) GiB KV cache is needed")
+    (longest,) = _logged("cpu-kv-cache-too-small.log", r"estimated maximum model length is (\d+)")
+    tiny = catalog.models["fleet-tiny"]
+    assert budget.kv_gib(tiny, int(length)) == pytest.approx(float(needed), abs=0.005)  # vLLM prints 2 decimals
+    assert budget.cpu_kv_tokens(tiny, 1.0) == pytest.approx(int(longest), rel=CPU_KV_TOLERANCE)

@@ -28,14 +28,15 @@ from llmfleet.render import compose, gateway, prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
-HOSTS = {
-    "2x12GiB-RTX3060": "2x12GiB:RTX3060",
-    "1x12GiB": "1x12GiB",
-    "1x24GiB": "1x24GiB",
-    "4x48GiB-RTX6000Ada": "4x48GiB:RTX6000Ada",
-    "1x80GiB-H100": "1x80GiB:H100",
-    "1x24GiB+1x12GiB": "1x24GiB,1x12GiB",
-    "no-gpu": "none",
+HOSTS = {  # golden name -> (--gpus, --model)
+    "2x12GiB-RTX3060": ("2x12GiB:RTX3060", None),
+    "1x12GiB": ("1x12GiB", None),
+    "1x24GiB": ("1x24GiB", None),
+    "4x48GiB-RTX6000Ada": ("4x48GiB:RTX6000Ada", None),
+    "1x80GiB-H100": ("1x80GiB:H100", None),
+    "1x24GiB+1x12GiB": ("1x24GiB,1x12GiB", None),
+    "no-gpu": ("none", None),
+    "2x24GiB-Qwen3-32B-AWQ": ("2x24GiB", "Qwen3-32B-AWQ"),  # issue 19: one tensor-parallel pair
 }
 RULES = ["/etc/prometheus/rules/*.yaml"]
 
@@ -105,8 +106,8 @@ def test_context_steps_down_until_two_full_length_requests_fit(catalog) -> None:
 
 
 def test_max_num_seqs_is_the_typical_requests_the_kv_cache_holds(catalog) -> None:
-    for spec in HOSTS.values():
-        for budget in host_plan(spec, catalog).budgets:
+    for spec, model in HOSTS.values():
+        for budget in host_plan(spec, catalog, model).budgets:
             if budget is None:
                 continue
             assert budget.max_num_seqs % 8 == 0 and budget.max_num_seqs <= 256
@@ -116,8 +117,8 @@ def test_max_num_seqs_is_the_typical_requests_the_kv_cache_holds(catalog) -> Non
 
 
 def test_every_planned_budget_fits_its_card(catalog) -> None:
-    for spec in HOSTS.values():
-        host = host_plan(spec, catalog)
+    for spec, model in HOSTS.values():
+        host = host_plan(spec, catalog, model)
         for i, budget in enumerate(host.budgets):
             if budget is None:
                 continue
@@ -242,8 +243,8 @@ def test_plan_writes_a_fleet_yaml_that_loads_back_with_its_budget_said(cli: Cli,
 # --- Golden renders
 
 
-def render(spec: str, catalog) -> dict[str, str]:
-    host = host_plan(spec, catalog)
+def render(spec: str, model: str | None, catalog) -> dict[str, str]:
+    host = host_plan(spec, catalog, model)
     topology = compose.topology(host.plan)
     return {
         "plan.json": json.dumps(planner.describe(host, catalog), indent=2, ensure_ascii=False) + "\n",
@@ -255,7 +256,7 @@ def render(spec: str, catalog) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(HOSTS))
 def test_golden_render_matches_a_fresh_plan_and_render(name: str, catalog) -> None:
-    fresh = render(HOSTS[name], catalog)
+    fresh = render(*HOSTS[name], catalog)
     if os.environ.get("LLMFLEET_UPDATE_GOLDEN"):
         (GOLDEN / name).mkdir(parents=True, exist_ok=True)
         for file, text in fresh.items():

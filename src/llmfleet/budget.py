@@ -112,6 +112,13 @@ def kv_gib(model: Model, tokens: int, tensor_parallel_size: int = 1) -> float:
     return tokens * kv_bytes_per_token(model, tensor_parallel_size) / GIB
 
 
+def cpu_kv_tokens(model: Model, kvcache_space_gib: float) -> int:
+    """The KV cache of vLLM's CPU build, in tokens: it takes VLLM_CPU_KVCACHE_SPACE GiB as it is (no profiling, no
+    utilization share), so the estimate is that space over the bytes per token. Checked against captured vLLM logs
+    (tests/test_budget.py)."""
+    return int(kvcache_space_gib * GIB // kv_bytes_per_token(model))
+
+
 def estimate(
     model: Model,
     memory_gib: float,

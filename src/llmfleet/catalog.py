@@ -34,6 +34,8 @@ class Model(BaseModel):
     vocab_size: int = Field(gt=0)
     weights_gib: float = Field(gt=0)
     native_context: int = Field(gt=0)
+    usable_context: int = Field(gt=0)  # what a request needs for the model to be useful (see the catalog's top)
+    usable_context_basis: str
     quantization: Literal["awq", "fp8"] | None = None
     min_compute_capability: float = Field(ge=0)
     extra_runtime_gib: float = Field(default=0.0, ge=0)

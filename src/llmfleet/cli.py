@@ -102,9 +102,12 @@ def plan(
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON; write nothing.")] = False,
     out: Annotated[str | None, typer.Option(help="Write the plan here instead of fleet.yaml.")] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show every layout weighed (replicas, pairs, 4-way) and why it lost.")
+    ] = False,
 ) -> None:
-    """Choose a model, context and concurrency for every GPU by its VRAM budget; write fleet.yaml."""
-    written = fleet.plan(gpus, model, as_json, out)
+    """Choose a model, context, concurrency and layout for every GPU by its VRAM budget; write fleet.yaml."""
+    written = fleet.plan(gpus, model, as_json, out, explain)
     if written:
         report.info(f"wrote {written}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
 

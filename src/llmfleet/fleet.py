@@ -12,7 +12,7 @@ from dotenv import dotenv_values
 from llmfleet import cluster, dockerrun, hardware, native, paths, planner, report, secrets
 from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.plan import Plan, cpu_plan, dump_plan, load_plan, plan_path
+from llmfleet.plan import Plan, cpu_plan, dump_plan, load_plan, plan_path, read_usable_context
 from llmfleet.render import kubernetes, write_files
 from llmfleet.render.files import compose_files, stale_files
 from llmfleet.runstate import State
@@ -207,7 +207,7 @@ def build_images() -> None:
     report.info(f"Built {', '.join(built)}." if built else "Every stand-in image is up to date.")
 
 
-def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None) -> Path | None:
+def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None, explain: bool = False) -> Path | None:
     """Plan this host's GPUs (or those `gpus` describes) and print it; write fleet.yaml (or `out`) for one GPU host.
 
     The CPU plan and node pools are printed only: a host without GPUs runs the built-in CPU plan anyway, and the
@@ -217,16 +217,17 @@ def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None) ->
     root = paths.project_root()
     catalog = load_catalog(root)
     inventory = None if gpus is not None else hardware.inventory()
-    hosts = planner.plan_gpus(gpus, inventory, catalog, model)
+    path = Path(out) if out else plan_path()
+    usable = read_usable_context(path) if "=" not in (gpus or "") else None
+    hosts = planner.plan_gpus(gpus, inventory, catalog, model, usable=usable)
     if "" not in hosts:  # node pools: a cluster plan for Kubernetes, written only to --out
         cluster.plan_pools(hosts, catalog, as_json, out, gpus, model)
         return None
-    report.plan({pool: planner.describe(host, catalog) for pool, host in hosts.items()}, as_json)
+    report.plan({pool: planner.describe(host, catalog) for pool, host in hosts.items()}, as_json, explain)
     host = hosts.get("")
     if host is None or (out is None and (as_json or host.plan.device != "cuda")):
         return None
     command = "llmfleet plan" + (f" --gpus {gpus}" if gpus else "") + (f" --model {model}" if model else "")
-    path = Path(out) if out else plan_path()
     path.write_text(dump_plan(host.plan, planner.plan_file_header(host, command)), encoding="utf-8")
     return path
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from llmfleet.errors import FleetError
 from llmfleet.hardware import GpuInfo
@@ -27,29 +28,41 @@ ACCEPTED = (
 MAX_COUNT = 64  # cards in one host or pool
 MAX_GIB = 1024  # no single GPU comes near this; a bigger number is a typo
 
-# Short card name (lower case, no spaces, dashes or vendor words) -> (name as NVML reports it, compute capability).
-CARDS: dict[str, tuple[str, float]] = {
-    "rtx3060": ("NVIDIA GeForce RTX 3060", 8.6),
-    "rtx3060ti": ("NVIDIA GeForce RTX 3060 Ti", 8.6),
-    "rtx3080": ("NVIDIA GeForce RTX 3080", 8.6),
-    "rtx3090": ("NVIDIA GeForce RTX 3090", 8.6),
-    "rtx4060ti": ("NVIDIA GeForce RTX 4060 Ti", 8.9),
-    "rtx4070": ("NVIDIA GeForce RTX 4070", 8.9),
-    "rtx4080": ("NVIDIA GeForce RTX 4080", 8.9),
-    "rtx4090": ("NVIDIA GeForce RTX 4090", 8.9),
-    "rtx5090": ("NVIDIA GeForce RTX 5090", 12.0),
-    "rtxa6000": ("NVIDIA RTX A6000", 8.6),
-    "a6000": ("NVIDIA RTX A6000", 8.6),
-    "rtx6000ada": ("NVIDIA RTX 6000 Ada Generation", 8.9),
-    "a10": ("NVIDIA A10", 8.6),
-    "l4": ("NVIDIA L4", 8.9),
-    "l40s": ("NVIDIA L40S", 8.9),
-    "a100": ("NVIDIA A100", 8.0),
-    "h100": ("NVIDIA H100 80GB HBM3", 9.0),
-    "h200": ("NVIDIA H200", 9.0),
-    "t4": ("Tesla T4", 7.5),
-    "v100": ("Tesla V100", 7.0),
+
+class Card(NamedTuple):
+    name: str  # as NVML reports it
+    compute_capability: float
+    bandwidth_gbs: float  # memory bandwidth, GB/s (10^9 bytes), from the maker's spec sheet
+
+
+# Short card name (lower case, no spaces, dashes or vendor words) -> the card. Bandwidths are NVIDIA's published
+# figures (product pages and datasheets); the 80 GB A100 and the H100 are the SXM parts.
+CARDS: dict[str, Card] = {
+    "rtx3060": Card("NVIDIA GeForce RTX 3060", 8.6, 360),
+    "rtx3060ti": Card("NVIDIA GeForce RTX 3060 Ti", 8.6, 448),
+    "rtx3080": Card("NVIDIA GeForce RTX 3080", 8.6, 760),
+    "rtx3090": Card("NVIDIA GeForce RTX 3090", 8.6, 936),
+    "rtx4060ti": Card("NVIDIA GeForce RTX 4060 Ti", 8.9, 288),
+    "rtx4070": Card("NVIDIA GeForce RTX 4070", 8.9, 504),
+    "rtx4080": Card("NVIDIA GeForce RTX 4080", 8.9, 717),
+    "rtx4090": Card("NVIDIA GeForce RTX 4090", 8.9, 1008),
+    "rtx5090": Card("NVIDIA GeForce RTX 5090", 12.0, 1792),
+    "rtxa6000": Card("NVIDIA RTX A6000", 8.6, 768),
+    "a6000": Card("NVIDIA RTX A6000", 8.6, 768),
+    "rtx6000ada": Card("NVIDIA RTX 6000 Ada Generation", 8.9, 960),
+    "a10": Card("NVIDIA A10", 8.6, 600),
+    "l4": Card("NVIDIA L4", 8.9, 300),
+    "l40s": Card("NVIDIA L40S", 8.9, 864),
+    "a100": Card("NVIDIA A100", 8.0, 1555),  # 40 GB; the 80 GB part is A100_80GB below
+    "h100": Card("NVIDIA H100 80GB HBM3", 9.0, 3350),
+    "h200": Card("NVIDIA H200", 9.0, 4800),
+    "t4": Card("Tesla T4", 7.5, 320),
+    "v100": Card("Tesla V100", 7.0, 900),
 }
+A100_80GB_GBS = 2039  # NVML names both A100s "NVIDIA A100-..."; the 80 GB one has HBM2e
+# A card that is not in the table (or described by size only): an assumption, said wherever it is used. Between an
+# L4 (300) and an RTX 3090 (936); name the card (`2x24GiB:RTX4090`) to use its own figure.
+DEFAULT_BANDWIDTH_GBS = 500
 
 _ITEM = re.compile(r"(\d+)\s*[x×]\s*(\d+(?:\.\d+)?)\s*(gib|gb|g|mib|mb)\s*(?::\s*(.*))?", re.IGNORECASE)
 _POOL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS label: it becomes a Kubernetes name later
@@ -117,8 +130,27 @@ def card_name(card: str, gib: float) -> tuple[str, float | None]:
     """`RTX3060` -> the driver's full name and compute capability; an unknown name is kept as written."""
     if not card:
         return f"{gib:g} GiB GPU", None
-    key = re.sub(r"[\s_-]+|nvidia|geforce", "", card.lower())
-    return CARDS.get(key, (card, None))
+    found = CARDS.get(_key(card))
+    return (found.name, found.compute_capability) if found else (card, None)
+
+
+def bandwidth(name: str, memory_gib: float) -> tuple[float, bool]:
+    """A card's memory bandwidth in GB/s from its NVML (or short) name, and whether it is known (else the default)."""
+    key = _key(name)
+    by_name = {c.name: c for c in CARDS.values()}
+    found = by_name.get(name) or CARDS.get(key)
+    if found is None:  # NVML adds the form factor: "NVIDIA A100-SXM4-80GB", "NVIDIA H100 PCIe"
+        prefixes = [k for k in CARDS if key.startswith(k)]
+        found = CARDS[max(prefixes, key=len)] if prefixes else None
+    if found is None:
+        return DEFAULT_BANDWIDTH_GBS, False
+    if found is CARDS["a100"] and memory_gib >= 70:
+        return A100_80GB_GBS, True
+    return found.bandwidth_gbs, True
+
+
+def _key(card: str) -> str:
+    return re.sub(r"[\s_-]+|nvidia|geforce", "", card.lower())
 
 
 def _malformed(text: str, problem: str) -> FleetError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from llmfleet import paths
 from llmfleet.budget import Budget, estimate
@@ -53,6 +53,9 @@ class Plan(BaseModel):
     device: Literal["cuda", "cpu"]
     gpus: list[Gpu] = Field(default_factory=list)
     servers: list[Server] = Field(min_length=1)
+    # Model -> the context (tokens) a request needs for it to be useful, where the catalog's figure does not suit
+    # this fleet. `llmfleet plan` reads it from the plan it replaces and keeps it.
+    usable_context: dict[str, PositiveInt] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _gpus_are_consistent(self) -> Plan:
@@ -141,6 +144,8 @@ class Plan(BaseModel):
     def check_models(self, catalog: Catalog, file: str = PLAN_FILE) -> dict[str, Model]:
         """Every server's model exists in the catalog, and the synthetic model only runs on CPU."""
         models = {}
+        for name in self.usable_context:
+            catalog.get(name, yaml_path(file, ("usable_context", name)))
         for i, server in enumerate(self.servers):
             model = catalog.get(server.model, yaml_path(file, ("servers", i, "model")))
             if model.synthetic and self.device != "cpu":
@@ -198,6 +203,28 @@ def load_plan(path: Path | None = None, name: str = PLAN_FILE) -> Plan:
     plan.check_models(catalog, name)
     plan.check_budgets(catalog, name)
     return plan
+
+
+def read_usable_context(path: Path) -> dict[str, int]:
+    """The `usable_context:` overrides of the plan at `path`, which planning again keeps; {} without a plan there. The
+    rest of that plan is not checked: it is about to be replaced."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    found = raw.get("usable_context") if isinstance(raw, dict) else None
+    if not found:
+        return {}
+    try:
+        return Plan.model_validate({"device": "cpu", "servers": [{"model": "-", "max_model_len": 1, "max_num_seqs": 1}],
+                                    "usable_context": found}).usable_context  # fmt: skip
+    except ValidationError as e:
+        problem, loc = first_problem(e.errors())
+        raise FleetError(
+            f"{path.name}'s usable_context is not valid: {problem}.",
+            "give each model a number of tokens, e.g. `usable_context: {Qwen3-32B-AWQ: 16384}`.",
+            yaml_path(path.name, loc),
+        ) from None
 
 
 def dump_plan(plan: Plan, header: str) -> str:

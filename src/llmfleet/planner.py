@@ -15,17 +15,20 @@ The rule, per card:
    context loses to a smaller one with a useful context: on 12 GiB Qwen3-8B-AWQ keeps only ~28k tokens of KV cache,
    so Qwen2.5-7B-Instruct-AWQ (32k context, 2.4 such requests at once) is the better service.
 
-Cards with the same model form one model group behind the gateway. `--model` asks for one model on every card; a
-model too big for one card is split over two cards of the same size (tensor parallelism), and refused, with the
-numbers, where that is not enough either.
+A model's usable context (vllm/catalog.yaml, or `usable_context:` in fleet.yaml) is the least a request needs for
+it to be useful: a thinking model needs room for its reasoning. Below it a model is a poor choice, said in a note.
+
+4. Layout. The cards of one kind given one model (by rule 3, or all of them by `--model`) are served one replica
+   per card, in tensor-parallel pairs or in 4-way groups, whichever layouts.py judges best; a model that fits no
+   layout is refused with the numbers. Cards with the same model form one model group behind the gateway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from llmfleet import gpuspec
+from llmfleet import gpuspec, layouts
 from llmfleet.budget import CUDA_VISIBLE, DEFAULT_UTILIZATION, Budget, estimate, kv_gib
 from llmfleet.catalog import Catalog, Model
 from llmfleet.errors import FleetError
@@ -36,7 +39,6 @@ from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
 MAX_CONTEXT = 32768
 CONTEXT_STEPS = (32768, 24576, 16384, 12288, 8192, 6144, 4096, 2048)
 MIN_FULL_SEQUENCES = 2
-USEFUL_CONTEXT = 8192
 TYPICAL_REQUEST_TOKENS = 2048
 MAX_NUM_SEQS = 256  # vLLM's default for cards under 70 GiB
 MIN_COMPUTE_CAPABILITY = 7.0  # vLLM 0.32's CUDA build needs Volta or later
@@ -57,41 +59,49 @@ class HostPlan:
     gpus: tuple[GpuInfo, ...]
     budgets: tuple[Budget | None, ...]  # one per server; None for CPU servers
     notes: tuple[str, ...] = ()
+    comparisons: tuple[layouts.Comparison, ...] = ()  # the layouts weighed for each model and kind of card
 
 
 def plan_gpus(spec: str | None, inventory: Inventory | None, catalog: Catalog, model: str | None = None,
-              utilization: float = DEFAULT_UTILIZATION) -> dict[str, HostPlan]:  # fmt: skip
-    """Plans keyed by node pool; a single host is the key "". Without `spec`, the GPUs `inventory` found."""
+              utilization: float = DEFAULT_UTILIZATION, usable: Mapping[str, int] | None = None,
+              ) -> dict[str, HostPlan]:  # fmt: skip
+    """Plans keyed by node pool; a single host is the key "". Without `spec`, the GPUs `inventory` found.
+    `usable`: usable contexts that override the catalog's, by model (a plan's `usable_context:`)."""
     if spec is not None:
         parsed = gpuspec.parse_spec(spec)
-        hosts = {pool: plan_host(gpus, catalog, model, utilization, spec) for pool, gpus in parsed.pools.items()}
+        hosts = {pool: plan_host(gpus, catalog, model, utilization, spec, usable=usable)
+                 for pool, gpus in parsed.pools.items()}  # fmt: skip
         if parsed.is_cluster:  # not fleet.yaml: the cluster plan file goes with the Kubernetes rendering
             hosts = {pool: replace(host, notes=(*host.notes, POOLS_NOTE)) for pool, host in hosts.items()}
         return hosts
     assert inventory is not None, "plan_gpus needs a SPEC or an inventory"
     why = None if inventory.gpus else f"No NVIDIA GPU here ({inventory.why_none})"
-    return {"": plan_host(inventory.gpus, catalog, model, utilization, "this host", why)}
+    return {"": plan_host(inventory.gpus, catalog, model, utilization, "this host", why, usable)}
 
 
 def plan_host(gpus: Sequence[GpuInfo], catalog: Catalog, model: str | None = None,
               utilization: float = DEFAULT_UTILIZATION, label: str = "this host",
-              why_no_gpu: str | None = None) -> HostPlan:  # fmt: skip
+              why_no_gpu: str | None = None, usable: Mapping[str, int] | None = None) -> HostPlan:  # fmt: skip
     if not gpus:
         return _cpu_host(catalog, model, label, why_no_gpu or "No GPU in the description")
-    usable = [g for g in gpus if (g.compute_capability or MIN_COMPUTE_CAPABILITY) >= MIN_COMPUTE_CAPABILITY]
+    fit = [g for g in gpus if (g.compute_capability or MIN_COMPUTE_CAPABILITY) >= MIN_COMPUTE_CAPABILITY]
     notes = [f"GPU {g.index} ({g.name}) left out: vLLM needs compute capability {MIN_COMPUTE_CAPABILITY} or "
-             f"later, it has {g.compute_capability}." for g in gpus if g not in usable]  # fmt: skip
-    for g in usable:  # vLLM refuses to start when the card has less free memory than its share
+             f"later, it has {g.compute_capability}." for g in gpus if g not in fit]  # fmt: skip
+    for g in fit:  # vLLM refuses to start when the card has less free memory than its share
         if g.memory_free_gib is not None and g.memory_free_gib < g.memory_total_gib * CUDA_VISIBLE * utilization:
             notes.append(f"GPU {g.index} has only {g.memory_free_gib:.1f} GiB free now, less than the "
                          f"{g.memory_total_gib * CUDA_VISIBLE * utilization:.1f} GiB vLLM will ask for: stop what uses "
                          "it before `llmfleet up`.")  # fmt: skip
+    overrides = dict(usable or {})
     if model is not None:
         chosen = catalog.get(model, "--model")
-        assignments = _assign_one_model(catalog, chosen, usable, utilization)
+        _check_one_model(chosen, fit)
+        per_card = {g.index: chosen for g in fit}
     else:
-        assignments, skipped = _assign_best(catalog, usable, utilization)
+        per_card, skipped = _choose_per_card(catalog, fit, utilization, overrides)
         notes += skipped
+    assignments, comparisons = _lay_out(catalog, per_card, fit, utilization, overrides, refuse=model is not None)
+    notes += [note for c in comparisons for note in c.notes()]
     if not assignments:
         raise FleetError(
             f"no card of {label} can hold any model in the catalog.",
@@ -108,8 +118,9 @@ def plan_host(gpus: Sequence[GpuInfo], catalog: Catalog, model: str | None = Non
         )
         for cards, budget in assignments
     ]
-    plan = Plan(device="cuda", gpus=[_plan_gpu(g) for g in gpus], servers=servers)
-    return HostPlan(label, plan, tuple(gpus), tuple(b for _, b in assignments), tuple(notes))
+    plan = Plan(device="cuda", gpus=[_plan_gpu(g) for g in gpus], servers=servers, usable_context=overrides)
+    budgets = tuple(b for _, b in assignments)
+    return HostPlan(label, plan, tuple(gpus), budgets, tuple(notes), tuple(comparisons))
 
 
 def size(model: Model, card: GpuInfo, utilization: float = DEFAULT_UTILIZATION,
@@ -128,7 +139,8 @@ def size(model: Model, card: GpuInfo, utilization: float = DEFAULT_UTILIZATION,
     return _estimate(model, card, utilization, tensor_parallel_size, budget.max_model_len, seqs)
 
 
-def choose(catalog: Catalog, card: GpuInfo, utilization: float = DEFAULT_UTILIZATION) -> Budget | None:
+def choose(catalog: Catalog, card: GpuInfo, utilization: float = DEFAULT_UTILIZATION,
+           usable: Mapping[str, int] | None = None) -> Budget | None:  # fmt: skip
     """The best model for one card by the rule in this module's docstring."""
     candidates = sorted(
         (m for m in catalog.models.values() if m.auto and not m.synthetic and _runs_on(m, card)),
@@ -136,35 +148,39 @@ def choose(catalog: Catalog, card: GpuInfo, utilization: float = DEFAULT_UTILIZA
     )
     sized = [b for b in (size(m, card, utilization) for m in candidates) if b is not None]
     preferred = [b for b in sized if b.max_model_len == min(catalog.models[b.model].native_context, MAX_CONTEXT)]
-    useful = [b for b in sized if b.max_model_len >= USEFUL_CONTEXT]
+    useful = [b for b in sized if b.max_model_len >= usable_context(catalog.models[b.model], usable)[0]]
     for choices in (preferred, useful, sized):
         if choices:
             return choices[0]
     return None
 
 
-def _assign_best(catalog: Catalog, cards: Sequence[GpuInfo], utilization: float,
-                 ) -> tuple[list[tuple[list[GpuInfo], Budget]], list[str]]:  # fmt: skip
-    assignments, notes = [], []
+def usable_context(model: Model, overrides: Mapping[str, int] | None = None) -> tuple[int, str]:
+    """The context a request needs for `model` to be useful, and where that figure comes from."""
+    if overrides and model.name in overrides:
+        return overrides[model.name], "usable_context in the plan"
+    return model.usable_context, model.usable_context_basis
+
+
+def _choose_per_card(catalog: Catalog, cards: Sequence[GpuInfo], utilization: float, usable: Mapping[str, int],
+                     ) -> tuple[dict[int, Model], list[str]]:  # fmt: skip
+    chosen, notes = {}, []
     for card in cards:
-        budget = choose(catalog, card, utilization)
+        budget = choose(catalog, card, utilization, usable)
         if budget is None:
             notes.append(f"GPU {card.index} ({card_label(card)}) left out: no model in the catalog fits it.")
             continue
-        assignments.append(([card], budget))
-    return assignments, notes
+        chosen[card.index] = catalog.models[budget.model]
+    return chosen, notes
 
 
-def _assign_one_model(catalog: Catalog, model: Model, cards: Sequence[GpuInfo], utilization: float,
-                      ) -> list[tuple[list[GpuInfo], Budget]]:  # fmt: skip
+def _check_one_model(model: Model, cards: Sequence[GpuInfo]) -> None:
     if model.synthetic:
         raise FleetError(
             f"{model.name} is a synthetic smoke-test model; it is not served on GPUs.",
             "choose a real model, or plan the CPU host with `--gpus none`.",
             "--model",
         )
-    assignments: list[tuple[list[GpuInfo], Budget]] = []
-    waiting: list[GpuInfo] = []  # cards the model needs a partner for
     for card in cards:
         if not _runs_on(model, card):
             raise FleetError(
@@ -173,22 +189,34 @@ def _assign_one_model(catalog: Catalog, model: Model, cards: Sequence[GpuInfo], 
                 "choose a bf16 model for this card, or let the planner choose (drop --model).",
                 "--model",
             )
-        budget = size(model, card, utilization)
-        if budget is not None:
-            assignments.append(([card], budget))
-            continue
-        partner = next((w for w in waiting if _same_card(w, card)), None)
-        if partner is None:
-            waiting.append(card)
-            continue
-        waiting.remove(partner)
-        pair = size(model, card, utilization, tensor_parallel_size=2)
-        if pair is None:
-            raise _too_big(catalog, model, [partner, card], utilization)
-        assignments.append(([partner, card], pair))
-    if waiting:
-        raise _too_big(catalog, model, [waiting[0]], utilization)
-    return sorted(assignments, key=lambda a: a[0][0].index)
+
+
+def _lay_out(catalog: Catalog, per_card: Mapping[int, Model], cards: Sequence[GpuInfo], utilization: float,
+             usable: Mapping[str, int], refuse: bool,
+             ) -> tuple[list[tuple[list[GpuInfo], Budget]], list[layouts.Comparison]]:  # fmt: skip
+    """Each set of identical cards given one model gets the best layout; `refuse`: a card it leaves out is an error
+    (`--model` asks for every card)."""
+    sets: list[tuple[Model, list[GpuInfo]]] = []
+    for card in (c for c in cards if c.index in per_card):
+        model = per_card[card.index]
+        found = next((s for m, s in sets if m is model and _same_card(s[0], card)), None)
+        if found is None:
+            sets.append((model, [card]))
+        else:
+            found.append(card)
+    assignments, comparisons = [], []
+    for model, group in sets:
+        length, source = usable_context(model, usable)
+        sizer = lambda card, tp, model=model: size(model, card, utilization, tp)  # noqa: E731
+        comparison = layouts.compare(model, group, sizer, length, source, TYPICAL_REQUEST_TOKENS)
+        chosen = comparison.chosen
+        if chosen is None:
+            raise _too_big(catalog, model, group[:2], utilization)
+        if chosen.unused and refuse:
+            raise _too_big(catalog, model, list(chosen.unused[-1:]), utilization)
+        comparisons.append(comparison)
+        assignments += [(list(s.cards), s.budget) for s in chosen.servers]
+    return sorted(assignments, key=lambda a: a[0][0].index), comparisons
 
 
 def _too_big(catalog: Catalog, model: Model, cards: list[GpuInfo], utilization: float) -> FleetError:
@@ -317,6 +345,7 @@ def describe(host: HostPlan, catalog: Catalog) -> dict[str, object]:
         "gpus": gpus,
         "model_groups": plan.model_groups(),
         "notes": list(host.notes),
+        "layouts": [c.as_dict() for c in host.comparisons],
         "plan": plan.model_dump(mode="json", exclude_defaults=True),
     }
 

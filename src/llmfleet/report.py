@@ -190,16 +190,17 @@ _COMMON_FLAGS = {"--model", "--served-model-name", "--host", "--port", "--max-mo
                  "--disable-uvicorn-access-log", "--gpu-memory-utilization", "--tensor-parallel-size"}  # fmt: skip
 
 
-def plan(hosts: dict[str, dict], as_json: bool) -> None:
-    """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name."""
+def plan(hosts: dict[str, dict], as_json: bool, explain: bool = False) -> None:
+    """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name; `explain`: every layout
+    weighed, one line each."""
     if as_json:
         out.print_json(json.dumps(hosts[""] if list(hosts) == [""] else hosts))
         return
     for pool, host in hosts.items():
-        _plan_table(host, pool)
+        _plan_table(host, pool, explain)
 
 
-def _plan_table(host: dict, pool: str) -> None:
+def _plan_table(host: dict, pool: str, explain: bool = False) -> None:
     title = f"Plan for {host['host']}" + (f", node pool {pool}" if pool else "")
     if host["device"] == "cpu":
         out.print(f"[bold]{title}[/]: no GPU.")
@@ -207,7 +208,7 @@ def _plan_table(host: dict, pool: str) -> None:
         names = [f"vllm-cpu{i}" for i in range(len(host["plan"]["servers"]))]
         for name, server in zip(names, host["plan"]["servers"], strict=True):
             table.add_row(name, server["model"], f"{server['max_model_len']:,}", str(server["max_num_seqs"]), "-")
-        out.print(table)
+        _print_wide(table)
     else:
         table = Table("GPU", "card", "model", "weights", "KV cache", "context", "full-length\nat once",
                       "max seqs", "flags", title=title, title_justify="left")  # fmt: skip
@@ -230,9 +231,16 @@ def _plan_table(host: dict, pool: str) -> None:
                 str(gpu["max_num_seqs"]),
                 _model_flags(gpu["vllm_args"]),
             )
-        out.print(table)
+        _print_wide(table)
     groups = "; ".join(f"{model}: {', '.join(servers)}" for model, servers in host["model_groups"].items())
     out.print(f"Model groups (one gateway endpoint each): {groups}")
+    for comparison in host.get("layouts", []):
+        gpus = ", ".join(str(g) for g in comparison["gpus"])
+        lines = comparison["why"] if explain else [line for line, x in zip(comparison["why"], comparison["layouts"],
+                                                                           strict=True) if x["chosen"]]  # fmt: skip
+        out.print(f"Layout of {comparison['model']} on GPU {gpus} ({comparison['basis']}):", markup=False)
+        for line in lines:
+            out.print(f"  {line}", markup=False)
     if "node_selector" in host:  # a node pool: the node labels its pods require
         ops = {"In": "in", "NotIn": "not in", "Gt": ">", "Lt": "<", "Exists": "exists", "DoesNotExist": "absent"}
         labels = [f"{r['key']} {ops[r['operator']]} {', '.join(r.get('values', []))}".rstrip()
@@ -240,6 +248,15 @@ def _plan_table(host: dict, pool: str) -> None:
         out.print(f"Nodes: {'; '.join(labels) or 'any'}", markup=False)
     for note in host["notes"]:
         out.print(f"[yellow]note:[/] {note}")
+
+
+def _print_wide(table: Table, width: int = 170) -> None:
+    """A pipe or a log is 80 columns to rich, which would cut model names short (`Qwen3…`); print it wider there.
+    (`Console.print(width=...)` cannot exceed the console's own width.)"""
+    if out.is_terminal or out.width >= width:
+        out.print(table)
+    else:
+        Console(file=out.file, width=width, highlight=False, soft_wrap=True).print(table)
 
 
 def _model_flags(args: list[str]) -> str:
