@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmfleet import fleet, report
+from llmfleet import fleet, output, report
 from llmfleet.errors import FleetError
 
 # Locals may hold the master key: never show them in a traceback.
@@ -72,7 +72,7 @@ def render(
     """Render every file that depends on a plan: Compose services, gateway models, Prometheus targets from
     fleet.yaml; Kubernetes manifests (kubernetes/) from kubernetes/plans/*.yaml."""
     for path in fleet.render(check, target):
-        report.info(f"wrote {path}")
+        output.info(f"wrote {path}")
 
 
 @app.command()
@@ -83,7 +83,7 @@ def dashboards(
     from llmfleet import dashboards as grafana_dashboards
 
     for path in grafana_dashboards.write(check):
-        report.info(f"wrote {path}")
+        output.info(f"wrote {path}")
 
 
 GpusOption = Annotated[
@@ -106,13 +106,13 @@ def plan(
     """Choose a model, context and concurrency for every GPU by its VRAM budget; write fleet.yaml."""
     written = fleet.plan(gpus, model, as_json, out)
     if written:
-        report.info(f"wrote {written}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
+        output.info(f"wrote {written}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
 
 
 @app.command()
 def secrets() -> None:
     """Generate the missing secrets into .env.secrets (git-ignored); existing values are kept."""
-    report.info(f"secrets are in {fleet.ensure_secrets()}")
+    output.info(f"secrets are in {fleet.ensure_secrets()}")
 
 
 @app.command()
@@ -289,8 +289,8 @@ def main() -> None:
     try:
         app()
     except FleetError as e:  # the user can fix it: exit 1, no traceback
-        report.error(e)
+        output.error(e)
         raise SystemExit(1) from None
     except Exception:  # a bug: the trace goes to a file, the user gets one line and its path
-        report.bug(report.save_traceback())
+        output.bug(output.save_traceback())
         raise SystemExit(3) from None

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from llmfleet import dockerrun, native, procs, report
+from llmfleet import dockerrun, native, procs
 from llmfleet.errors import FleetError
 from llmfleet.loadtest.stream import Answer, StreamTimer, ask_streamed
 from llmfleet.runstate import ServiceStatus, State
@@ -176,12 +176,13 @@ class Drill:
     max_tokens: int = 16
     window_s: float = 15
     figures: list[Figure] = field(default_factory=list)
+    on_figure: Callable[[Figure], None] = lambda figure: None  # shows each figure as it is measured (report.py)
 
     def figure(
         self, drill: str, name: str, value: float | str | None, target: str = "", met: bool | None = None
     ) -> None:
         self.figures.append(Figure(drill, name, value, target, met))
-        report.drill_figure(self.figures[-1])
+        self.on_figure(self.figures[-1])
 
     @contextmanager
     def load(self) -> Iterator[SteadyLoad]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from llmfleet import dockerrun, report
+from llmfleet import dockerrun, output
 from llmfleet.errors import FleetError
 from llmfleet.loadtest import run
 from llmfleet.runstate import State
@@ -69,7 +69,7 @@ def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State
     """Warm up, then load for `options.duration_s` while sampling the gateway's memory; return the figures."""
     watch = MemoryWatch(gateway_pid(state, settings))
     warmup = dataclasses.replace(options, duration_s=warmup_s, out=options.out / "warmup")
-    report.info(f"Warm-up: {warmup_s} s")
+    output.info(f"Warm-up: {warmup_s} s")
     run.loadtest(warmup, key, root)
     start_rss = watch.rss()
     with watch:

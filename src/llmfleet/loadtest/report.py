@@ -17,7 +17,7 @@ from llmfleet.loadtest.server import GPU_ONLY
 from llmfleet.loadtest.summary import tpot
 
 if TYPE_CHECKING:
-    from llmfleet.loadtest.run import Step
+    from llmfleet.loadtest.summary import Step
 
 BIN_S = 5  # seconds per point on the time plots, as Prometheus scrapes
 

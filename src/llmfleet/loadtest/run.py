@@ -10,17 +10,17 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from llmfleet import report as ui
+from llmfleet import output
 from llmfleet.errors import FleetError
 from llmfleet.loadtest import report
 from llmfleet.loadtest.scenarios import LANGUAGES, Scenario
 from llmfleet.loadtest.server import Prometheus
-from llmfleet.loadtest.summary import Slo, missed, read_samples, summarize, tpot
+from llmfleet.loadtest.summary import Slo, Step, missed, read_samples, summarize, tpot
 
 SATURATED_CPU_PERCENT = 90  # of one core: locust is one process
 
@@ -41,14 +41,6 @@ class Options:
     stream: bool = True
     ignore_eos: bool = True
     sweep: tuple[int, ...] = ()
-
-
-@dataclass
-class Step:
-    users: int
-    samples: list[dict]
-    cpu: list[tuple[float, float]] = field(default_factory=list)  # (time, load generator CPU % of one core)
-    summary: dict = field(default_factory=dict)
 
 
 def parse_duration(text: str) -> int:
@@ -84,7 +76,7 @@ def loadtest(options: Options, key: str, root: Path) -> dict:
     options.out.mkdir(parents=True, exist_ok=True)
     steps = []
     for users in options.sweep or (options.users,):
-        ui.info(
+        output.info(
             f"Load: {users} users, {options.duration_s} s, scenario {options.scenario}, {options.max_tokens} tokens"
         )
         steps.append(_run_step(options, users, key, root))
@@ -191,7 +183,7 @@ def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dic
         summary["knee"] = _step_row(knee) if knee else None
     saturated = [s.users for s in steps if s.summary["load_generator"]["saturated"]]
     if saturated:
-        ui.warn(f"the load generator used most of a core at {saturated} users: its own timings are inflated there.")
+        output.warn(f"the load generator used most of a core at {saturated} users: its own timings are inflated there.")
     # vLLM's TTFT over the same window as the client's figures it is compared with.
     summary["server"] = _server_view(prometheus, main.summary["start"], main.summary["end"], main.summary["ttft_ms"])
     return summary
@@ -215,7 +207,7 @@ def _step_row(step: Step) -> dict:
 
 def _server_view(prometheus: Prometheus, start: float, end: float, client_ttft: dict) -> dict:
     if not prometheus.reachable():
-        ui.warn(f"Prometheus at {prometheus.url} does not answer: the report has no server-side series.")
+        output.warn(f"Prometheus at {prometheus.url} does not answer: the report has no server-side series.")
         return {"prometheus": False}
     time.sleep(max(0.0, end + 6 - time.time()))  # one more scrape, so the last requests are in vLLM's histogram
     vllm = prometheus.vllm_ttft_ms(start, end)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,17 @@ class Slo:
     ttft_p95_s: float
     itl_p95_s: float
     error_rate: float
+
+
+@dataclass
+class Step:
+    """One load level of a run (a sweep has several): its requests' records and the load generator's CPU.
+    Here, not in run.py, so the report (report.py) and the runner (run.py) both import it from below them."""
+
+    users: int
+    samples: list[dict]
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (time, load generator CPU % of one core)
+    summary: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
