@@ -37,9 +37,11 @@ dashboards: $(VENV)/.installed  ## Regenerate the Grafana dashboards' JSON from 
 	$(LLMFLEET) dashboards
 
 # `make plan GPUS=2x12GiB:RTX3060 MODEL=Qwen3-8B-AWQ` plans for described cards (and one model) instead of this host's.
+# It prints the plan; WRITE=1 writes it to fleet.yaml, OUT=FILE to FILE.
 # `make plan GPUS='pool-a=2x12GiB;pool-b=4x48GiB' OUT=kubernetes/plans/NAME.yaml` writes a cluster plan.
-plan: $(VENV)/.installed  ## Choose a model, context and concurrency per GPU; write fleet.yaml (GPUS=, MODEL=, OUT=)
-	$(LLMFLEET) plan $(if $(GPUS),--gpus '$(GPUS)') $(if $(MODEL),--model '$(MODEL)') $(if $(OUT),--out '$(OUT)')
+plan: $(VENV)/.installed  ## Choose a model, context and concurrency per GPU and print it (GPUS=, MODEL=; WRITE=1 or OUT=)
+	$(LLMFLEET) plan $(if $(GPUS),--gpus '$(GPUS)') $(if $(MODEL),--model '$(MODEL)') $(if $(OUT),--out '$(OUT)') \
+		$(if $(WRITE),--write)
 
 # `make download MODELS="Qwen3-8B-AWQ"` fetches named models; `make download` the ones fleet.yaml serves.
 download: $(VENV)/.installed  ## Download the plan's models into the HF cache (resumes; checks disk first), then verify

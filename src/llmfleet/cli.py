@@ -100,13 +100,13 @@ ModelOption = Annotated[str | None, typer.Option(help="One catalog model on ever
 def plan(
     gpus: GpusOption = None,
     model: ModelOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON; write nothing.")] = False,
-    out: Annotated[str | None, typer.Option(help="Write the plan here instead of fleet.yaml.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (stdout holds only that).")] = False,
+    write: Annotated[bool, typer.Option("--write", help="Write the plan to fleet.yaml.")] = False,
+    out: Annotated[str | None, typer.Option(help="Write the plan to this file (node pools: the cluster plan).")] = None,
 ) -> None:
-    """Choose a model, context and concurrency for every GPU by its VRAM budget; write fleet.yaml."""
-    written = fleet.plan(gpus, model, as_json, out)
-    if written:
-        output.info(f"wrote {written}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
+    """Choose a model, context and concurrency for every GPU by its VRAM budget, and print it. It writes only when
+    asked: --write to fleet.yaml, --out FILE elsewhere."""
+    fleet.plan(gpus, model, as_json, out, write)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -214,33 +215,49 @@ def build_images() -> None:
     output.info(f"Built {', '.join(built)}." if built else "Every stand-in image is up to date.")
 
 
-def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None) -> Path | None:
-    """Plan this host's GPUs (or those `gpus` describes) and print it; write fleet.yaml (or `out`) for one GPU host.
+def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None, write: bool = False) -> Path | None:
+    """Plan this host's GPUs (or those `gpus` describes) and print it. It writes only when asked: `write` to
+    fleet.yaml, `out` to that file (a GPU host's plan, or node pools' cluster plan); return what was written.
 
-    The CPU plan and node pools are printed only: a host without GPUs runs the built-in CPU plan anyway, and the
-    cluster plan file belongs to the Kubernetes rendering. `--json` prints for machines and writes nothing, unless
-    `out` is given.
+    A host without GPUs runs the built-in CPU plan, so there is no fleet.yaml to write for it; node pools are a
+    cluster plan for the Kubernetes rendering, written only to `out`.
     """
     root = paths.project_root()
     catalog = load_catalog(root)
     inventory = None if gpus is not None else hardware.inventory()
     hosts = planner.plan_gpus(gpus, inventory, catalog, model)
-    if "" not in hosts:  # node pools: a cluster plan for Kubernetes, written only to --out
+    again = "llmfleet plan" + (f" --gpus {shlex.quote(gpus)}" if gpus else "") + (f" --model {model}" if model else "")
+    if "" not in hosts:  # node pools: a cluster plan for Kubernetes
         report.plan(cluster.describe_pools(hosts, catalog), as_json)
-        if out is not None:
-            path = cluster.write_pools(hosts, out, gpus, model)
-            output.info(
-                f"wrote {path}; `llmfleet render --target kubernetes` renders an overlay of each "
-                "kubernetes/plans/*.yaml."
-            )
-        return None
+        if out is None:
+            if write:
+                raise FleetError(
+                    "node pools make a cluster plan, not a fleet.yaml.",
+                    "write it with --out kubernetes/plans/NAME.yaml.",
+                    "--write",
+                )
+            if not as_json:
+                output.info(f"Not written: `{again} --out kubernetes/plans/NAME.yaml` writes this cluster plan.")
+            return None
+        path = cluster.write_pools(hosts, out, gpus, model)
+        output.info(
+            f"wrote {path}; `llmfleet render --target kubernetes` renders an overlay of each kubernetes/plans/*.yaml."
+        )
+        return path
     report.plan({pool: planner.describe(host, catalog) for pool, host in hosts.items()}, as_json)
-    host = hosts.get("")
-    if host is None or (out is None and (as_json or host.plan.device != "cuda")):
+    host = hosts[""]
+    if out is None and host.plan.device != "cuda":
+        if write:
+            output.info("Nothing was written: a host without GPUs runs the built-in CPU plan, not fleet.yaml.")
+        return None
+    if out is None and not write:
+        if not as_json:
+            output.info(f"Not written: `{again} --write` writes it to {plan_path().name} (`--out FILE` elsewhere).")
         return None
     command = "llmfleet plan" + (f" --gpus {gpus}" if gpus else "") + (f" --model {model}" if model else "")
     path = Path(out) if out else plan_path()
     path.write_text(dump_plan(host.plan, planner.plan_file_header(host, command)), encoding="utf-8")
+    output.info(f"wrote {path}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
     return path
 
 
