@@ -62,9 +62,10 @@ docker-deps: $(VENV)/.installed  ## docker.io, debootstrap and the Compose plugi
 images: docker-deps  ## Build the stand-in images for hosts that cannot pull (needs a Docker engine; cached)
 	$(LLMFLEET) images build
 
-lint: $(VENV)/.installed  ## ruff and the rendered-files check
+lint: $(VENV)/.installed  ## ruff, mypy (src/, as pyproject.toml configures it) and the rendered-files check
 	$(BIN)/ruff check src tests gateway loadtest scripts benchmarks
 	$(BIN)/ruff format --check src tests gateway loadtest scripts benchmarks
+	$(BIN)/mypy
 	$(LLMFLEET) render --check
 	$(LLMFLEET) dashboards --check
 

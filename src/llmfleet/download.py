@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmfleet import hfcache, output, paths, synthetic, verify
 from llmfleet.catalog import Catalog, Model, load_catalog
@@ -128,7 +128,7 @@ def _from_hugging_face(w: Wanted, hub: HubSettings, offline: bool) -> tuple[str,
     """The snapshot folder, and how it got there (with a {seconds} field for the caller)."""
     from huggingface_hub import snapshot_download
 
-    common = {
+    common: dict[str, Any] = {  # Any: snapshot_download's overloads cannot be matched by a dict of mixed values
         "cache_dir": hub.hub,
         "endpoint": hub.endpoint,
         "token": hub.HF_TOKEN or None,  # None: huggingface_hub's own (HF_TOKEN, `hf auth login`)
@@ -169,12 +169,12 @@ def _from_hugging_face(w: Wanted, hub: HubSettings, offline: bool) -> tuple[str,
     return path, f"downloaded {need / GIB:.2f} GiB and checked in {{seconds:.0f}} s"
 
 
-def _cached_instead(w: Wanted, hub: HubSettings, error: Exception, common: dict[str, object]) -> tuple[str, str]:
+def _cached_instead(w: Wanted, hub: HubSettings, error: Exception, common: dict[str, Any]) -> tuple[str, str]:
     """The Hub cannot be reached: a complete copy in the cache still serves (vLLM does the same)."""
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(w.repo, local_files_only=True, **common)  # type: ignore[arg-type]
+        path = snapshot_download(w.repo, local_files_only=True, **common)
     except Exception:
         raise hub_error(error, w, hub, offline=False) from None
     output.warn(f"cannot reach {hub.endpoint} ({_root_cause(error)}): using the copy of {w.label} in the cache.")

@@ -57,12 +57,12 @@ class MemoryWatch:
 
 def gateway_pid(state: State, settings: Settings) -> int:
     if state.runner == "docker":
-        rows = [r for r in dockerrun.status(state, Path(state.root)) if r.name == "gateway" and r.pid]
+        pids = [r.pid for r in dockerrun.status(state, Path(state.root)) if r.name == "gateway" and r.pid]
     else:
-        rows = [s for s in state.running() if s.name == "gateway"]
-    if not rows:
+        pids = [s.pid for s in state.running() if s.name == "gateway"]
+    if not pids or pids[0] is None:
         raise FleetError("the gateway is not running.", "start the fleet with `llmfleet up`.", "llmfleet soak")
-    return rows[0].pid  # type: ignore[return-value]
+    return pids[0]
 
 
 def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State, settings: Settings) -> dict:
