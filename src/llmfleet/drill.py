@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -100,7 +101,7 @@ class SteadyLoad:
         return [o for o in self.outcomes if start <= o.start < end]
 
 
-async def ask(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict) -> Outcome:
+async def ask(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]) -> Outcome:
     streamed = await ask_streamed(client, url, headers, body, time.monotonic)
     answer, start = streamed.answer, streamed.started
     first = None if answer.ttft is None else start + answer.ttft

@@ -9,7 +9,7 @@ through output.py or a callback), so no import cycle runs through here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
@@ -99,7 +99,7 @@ _COMMON_FLAGS = {"--model", "--served-model-name", "--host", "--port", "--max-mo
                  "--disable-uvicorn-access-log", "--gpu-memory-utilization", "--tensor-parallel-size"}  # fmt: skip
 
 
-def plan(hosts: dict[str, dict], as_json: bool) -> None:
+def plan(hosts: dict[str, dict[str, Any]], as_json: bool) -> None:
     """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name."""
     if as_json:
         output.json(hosts[""] if list(hosts) == [""] else hosts)
@@ -108,7 +108,7 @@ def plan(hosts: dict[str, dict], as_json: bool) -> None:
         _plan_table(host, pool)
 
 
-def _plan_table(host: dict, pool: str) -> None:
+def _plan_table(host: dict[str, Any], pool: str) -> None:
     title = f"Plan for {host['host']}" + (f", node pool {pool}" if pool else "")
     if host["device"] == "cpu":
         out.print(f"[bold]{title}[/]: no GPU.")
@@ -203,7 +203,7 @@ def doctor(checks: list[Check], as_json: bool) -> None:
     out.print(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed: {verdict}")
 
 
-def loadtest_summary(summary: dict, folder: Path) -> None:
+def loadtest_summary(summary: dict[str, Any], folder: Path) -> None:
     title = f"{summary['requests']} requests, {summary['failures']} failed"
     table = output.table("figure", "p50", "p95", "p99", title=title)
     for key, label in (("ttft_ms", "time to first token (ms)"), ("itl_ms", "inter-token latency (ms)"),
@@ -253,7 +253,7 @@ def drill_summary(figures: list[Figure], as_json: bool) -> None:
     )
 
 
-def soak_figures(figures: dict, as_json: bool) -> None:
+def soak_figures(figures: dict[str, Any], as_json: bool) -> None:
     if as_json:
         output.json(figures)
         return

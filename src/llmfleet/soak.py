@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -65,7 +66,7 @@ def gateway_pid(state: State, settings: Settings) -> int:
     return pids[0]
 
 
-def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State, settings: Settings) -> dict:
+def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State, settings: Settings) -> dict[str, Any]:
     """Warm up, then load for `options.duration_s` while sampling the gateway's memory; return the figures."""
     watch = MemoryWatch(gateway_pid(state, settings))
     warmup = dataclasses.replace(options, duration_s=warmup_s, out=options.out / "warmup")
@@ -91,7 +92,7 @@ def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State
     }
 
 
-def judge(figures: dict) -> None:
+def judge(figures: dict[str, Any]) -> None:
     problems = []
     if figures["errors"]:
         problems.append(f"{figures['errors']} requests failed ({figures['failures_by_reason']})")

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -66,7 +67,7 @@ def parse_sweep(text: str | None) -> tuple[int, ...]:
     return steps
 
 
-def loadtest(options: Options, key: str, root: Path) -> dict:
+def loadtest(options: Options, key: str, root: Path) -> dict[str, Any]:
     """Run, write summary.json, requests.csv and report.html into `options.out`, and return the summary.
 
     `judge` then says whether it met the SLO gates.
@@ -147,7 +148,7 @@ def _watch_cpu(process: subprocess.Popen[bytes]) -> list[tuple[float, float]]:
     return samples
 
 
-def _cpu_figures(cpu: list[tuple[float, float]]) -> dict:
+def _cpu_figures(cpu: list[tuple[float, float]]) -> dict[str, Any]:
     values = sorted(v for _, v in cpu)
     if not values:
         return {"cpu_percent_mean": None, "cpu_percent_p90": None, "saturated": False}
@@ -159,7 +160,7 @@ def _cpu_figures(cpu: list[tuple[float, float]]) -> dict:
     }
 
 
-def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dict:
+def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dict[str, Any]:
     knee = None
     if options.sweep:
         passing = [s for s in steps if not missed(s.summary)]
@@ -189,7 +190,7 @@ def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dic
     return summary
 
 
-def _step_row(step: Step) -> dict:
+def _step_row(step: Step) -> dict[str, Any]:
     s = step.summary
     return {
         "users": step.users,
@@ -205,7 +206,7 @@ def _step_row(step: Step) -> dict:
     }
 
 
-def _server_view(prometheus: Prometheus, start: float, end: float, client_ttft: dict) -> dict:
+def _server_view(prometheus: Prometheus, start: float, end: float, client_ttft: dict[str, Any]) -> dict[str, Any]:
     if not prometheus.reachable():
         output.warn(f"Prometheus at {prometheus.url} does not answer: the report has no server-side series.")
         return {"prometheus": False}
@@ -236,7 +237,7 @@ def _ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:.3f}"
 
 
-def judge(summary: dict) -> None:
+def judge(summary: dict[str, Any]) -> None:
     """Raise FleetError naming every SLO gate the run missed (or, for a sweep, if no step met them all)."""
     if "sweep" in summary and summary["knee"] is None:
         raise FleetError(
