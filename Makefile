@@ -37,9 +37,11 @@ dashboards: $(VENV)/.installed  ## Regenerate the Grafana dashboards' JSON from 
 	$(LLMFLEET) dashboards
 
 # `make plan GPUS=2x12GiB:RTX3060 MODEL=Qwen3-8B-AWQ` plans for described cards (and one model) instead of this host's.
+# It prints the plan; WRITE=1 writes it to fleet.yaml, OUT=FILE to FILE.
 # `make plan GPUS='pool-a=2x12GiB;pool-b=4x48GiB' OUT=kubernetes/plans/NAME.yaml` writes a cluster plan.
-plan: $(VENV)/.installed  ## Choose a model, context and concurrency per GPU; write fleet.yaml (GPUS=, MODEL=, OUT=)
-	$(LLMFLEET) plan $(if $(GPUS),--gpus '$(GPUS)') $(if $(MODEL),--model '$(MODEL)') $(if $(OUT),--out '$(OUT)')
+plan: $(VENV)/.installed  ## Choose a model, context and concurrency per GPU and print it (GPUS=, MODEL=; WRITE=1 or OUT=)
+	$(LLMFLEET) plan $(if $(GPUS),--gpus '$(GPUS)') $(if $(MODEL),--model '$(MODEL)') $(if $(OUT),--out '$(OUT)') \
+		$(if $(WRITE),--write)
 
 # `make download MODELS="Qwen3-8B-AWQ"` fetches named models; `make download` the ones fleet.yaml serves.
 download: $(VENV)/.installed  ## Download the plan's models into the HF cache (resumes; checks disk first), then verify
@@ -60,9 +62,10 @@ docker-deps: $(VENV)/.installed  ## docker.io, debootstrap and the Compose plugi
 images: docker-deps  ## Build the stand-in images for hosts that cannot pull (needs a Docker engine; cached)
 	$(LLMFLEET) images build
 
-lint: $(VENV)/.installed  ## ruff and the rendered-files check
+lint: $(VENV)/.installed  ## ruff, mypy (src/, as pyproject.toml configures it) and the rendered-files check
 	$(BIN)/ruff check src tests gateway loadtest scripts benchmarks
 	$(BIN)/ruff format --check src tests gateway loadtest scripts benchmarks
+	$(BIN)/mypy
 	$(LLMFLEET) render --check
 	$(LLMFLEET) dashboards --check
 

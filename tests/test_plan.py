@@ -56,7 +56,7 @@ def test_committed_plan_is_what_the_planner_writes_for_the_seeds_host() -> None:
 
     catalog = load_catalog(ROOT)
     fresh = planner.plan_gpus("2x12GiB:RTX3060", None, catalog)[""].plan
-    assert load_plan(ROOT / "fleet.yaml") == fresh, "regenerate: llmfleet plan --gpus 2x12GiB:RTX3060"
+    assert load_plan(ROOT / "fleet.yaml") == fresh, "regenerate: llmfleet plan --gpus 2x12GiB:RTX3060 --write"
 
 
 def test_hand_edited_model_too_big_for_its_card_is_refused_before_any_download(tmp_path: Path) -> None:

@@ -70,15 +70,35 @@ def test_two_rtx3060_serve_qwen25_7b_awq_as_one_model_group_with_a_defensible_co
         assert "--quantization" not in gpu["vllm_args"] and gpu["kernel"] == "awq_marlin"
 
 
-def test_json_writes_nothing_and_the_table_writes_fleet_yaml(cli: Cli, tmp_path: Path) -> None:
-    root = tmp_path / "project"
+def test_plan_writes_fleet_yaml_only_when_asked_with_write(cli: Cli, tmp_path: Path) -> None:
+    root = tmp_path / "project"  # a project of its own: never the committed fleet.yaml
     (root / "vllm").mkdir(parents=True)
     shutil.copy(ROOT / "vllm" / "catalog.yaml", root / "vllm" / "catalog.yaml")
     cli.env["LLMFLEET_ROOT"] = str(root)
     cli("plan", "--gpus", "2x12GiB", "--json", check=True)
     assert not (root / "fleet.yaml").exists()
-    cli("plan", "--gpus", "2x12GiB", check=True)
+    shown = cli("plan", "--gpus", "2x12GiB", check=True)
+    assert not (root / "fleet.yaml").exists()
+    assert "llmfleet plan --gpus 2x12GiB --write" in shown.stderr  # says how to write it
+    written = cli("plan", "--gpus", "2x12GiB", "--write", check=True)
     assert load_plan(root / "fleet.yaml").model_groups() == {"Qwen2.5-7B-Instruct-AWQ": ["vllm-gpu0", "vllm-gpu1"]}
+    assert f"wrote {root / 'fleet.yaml'}" in written.stderr
+
+
+def test_plan_out_writes_that_file_and_leaves_fleet_yaml_alone(cli: Cli, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "vllm").mkdir(parents=True)
+    shutil.copy(ROOT / "vllm" / "catalog.yaml", root / "vllm" / "catalog.yaml")
+    (root / "fleet.yaml").write_text("# the user's own plan\n")
+    cli.env["LLMFLEET_ROOT"] = str(root)
+    cli("plan", "--gpus", "2x12GiB", "--out", str(tmp_path / "other.yaml"), check=True)
+    assert load_plan(tmp_path / "other.yaml").model_groups() == {"Qwen2.5-7B-Instruct-AWQ": ["vllm-gpu0", "vllm-gpu1"]}
+    assert (root / "fleet.yaml").read_text() == "# the user's own plan\n"
+
+
+def test_node_pools_are_written_with_out_never_with_write(cli: Cli) -> None:
+    result = cli("plan", "--gpus", "pool-a=2x12GiB", "--write")
+    assert result.returncode == 1 and "--out kubernetes/plans/NAME.yaml" in result.stderr
 
 
 def test_four_48gib_cards_serve_qwen3_32b_awq(catalog) -> None:

@@ -24,7 +24,6 @@ import httpx
 import numpy as np
 import psutil
 
-from llmfleet import report
 from llmfleet.loadtest.stream import Answer, ask_streamed
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -212,6 +211,11 @@ def machine_facts() -> dict[str, str]:
     }
 
 
+def number(value: float | None, spec: str) -> str:
+    """A figure formatted with `spec`, or a dash where there is none (in the Markdown and the terminal's table)."""
+    return "–" if value is None else format(value, spec)
+
+
 def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     """One run as a Markdown section: the facts, every cell, then each way in against direct."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -226,8 +230,8 @@ def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     for c in grid.cells:
         lines.append(
             f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | {c.requests_per_s:.1f} | {c.tokens_per_s:.0f} "
-            f"| {report.number(c.ttft_p50_ms, '.1f')} | {report.number(c.ttft_p99_ms, '.1f')} | {c.failures} "
-            f"| {report.number(c.cpu_s_per_1k_tokens, '.2f')} |"
+            f"| {number(c.ttft_p50_ms, '.1f')} | {number(c.ttft_p99_ms, '.1f')} | {c.failures} "
+            f"| {number(c.cpu_s_per_1k_tokens, '.2f')} |"
         )
     lines += [
         "",
@@ -238,9 +242,9 @@ def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     for cmp in grid.comparisons():
         c = cmp.cell
         lines.append(
-            f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | {report.number(cmp.added_ttft_p50_ms, '+.1f')} "
-            f"| {report.number(cmp.added_ttft_p99_ms, '+.1f')} | {report.number(cmp.requests_ratio, '.2f')} "
-            f"| {report.number(cmp.tokens_ratio, '.2f')} |"
+            f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | {number(cmp.added_ttft_p50_ms, '+.1f')} "
+            f"| {number(cmp.added_ttft_p99_ms, '+.1f')} | {number(cmp.requests_ratio, '.2f')} "
+            f"| {number(cmp.tokens_ratio, '.2f')} |"
         )
     return "\n".join(lines) + "\n\n"
 

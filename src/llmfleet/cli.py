@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Annotated
 
 import typer
 
-from llmfleet import fleet, report
+from llmfleet import fleet, output, report
 from llmfleet.errors import FleetError
 
-# Locals may hold the master key: never show them in a traceback.
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+# Locals may hold the master key: never show them in a traceback. add_completion: --install-completion and
+# --show-completion (bash, zsh, fish, PowerShell).
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=True)
+
+
+def installed_version() -> str:
+    """llmfleet's version as installed (pyproject.toml's), or `unknown` when run from an uninstalled tree."""
+    try:
+        return metadata.version("llmfleet")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        output.result(f"llmfleet {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """One OpenAI-compatible gateway in front of one vLLM server per GPU: plan, start, watch and load it."""
+
 
 PlanOption = Annotated[
     str | None,
@@ -72,7 +98,7 @@ def render(
     """Render every file that depends on a plan: Compose services, gateway models, Prometheus targets from
     fleet.yaml; Kubernetes manifests (kubernetes/) from kubernetes/plans/*.yaml."""
     for path in fleet.render(check, target):
-        report.info(f"wrote {path}")
+        output.info(f"wrote {path}")
 
 
 @app.command()
@@ -83,7 +109,7 @@ def dashboards(
     from llmfleet import dashboards as grafana_dashboards
 
     for path in grafana_dashboards.write(check):
-        report.info(f"wrote {path}")
+        output.info(f"wrote {path}")
 
 
 GpusOption = Annotated[
@@ -100,22 +126,22 @@ ModelOption = Annotated[str | None, typer.Option(help="One catalog model on ever
 def plan(
     gpus: GpusOption = None,
     model: ModelOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON; write nothing.")] = False,
-    out: Annotated[str | None, typer.Option(help="Write the plan here instead of fleet.yaml.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (stdout holds only that).")] = False,
+    write: Annotated[bool, typer.Option("--write", help="Write the plan to fleet.yaml.")] = False,
+    out: Annotated[str | None, typer.Option(help="Write the plan to this file (node pools: the cluster plan).")] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show every layout weighed (replicas, pairs, 4-way) and why it lost.")
     ] = False,
 ) -> None:
-    """Choose a model, context, concurrency and layout for every GPU by its VRAM budget; write fleet.yaml."""
-    written = fleet.plan(gpus, model, as_json, out, explain)
-    if written:
-        report.info(f"wrote {written}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
+    """Choose a model, context, concurrency and layout for every GPU by its VRAM budget, and print it. It writes only
+    when asked: --write to fleet.yaml, --out FILE elsewhere."""
+    fleet.plan(gpus, model, as_json, out, write, explain)
 
 
 @app.command()
 def secrets() -> None:
     """Generate the missing secrets into .env.secrets (git-ignored); existing values are kept."""
-    report.info(f"secrets are in {fleet.ensure_secrets()}")
+    output.info(f"secrets are in {fleet.ensure_secrets()}")
 
 
 @app.command()
@@ -292,8 +318,8 @@ def main() -> None:
     try:
         app()
     except FleetError as e:  # the user can fix it: exit 1, no traceback
-        report.error(e)
+        output.error(e)
         raise SystemExit(1) from None
     except Exception:  # a bug: the trace goes to a file, the user gets one line and its path
-        report.bug(report.save_traceback())
+        output.bug(output.save_traceback())
         raise SystemExit(3) from None

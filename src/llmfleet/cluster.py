@@ -22,7 +22,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llmfleet import gpuspec, report, synthetic
+from llmfleet import gpuspec, synthetic
 from llmfleet.budget import CUDA_VISIBLE
 from llmfleet.catalog import Catalog, load_catalog
 from llmfleet.errors import FleetError, first_problem, yaml_path
@@ -187,13 +187,9 @@ def describe_pools(hosts: dict[str, HostPlan], catalog: Catalog) -> dict[str, di
     return described
 
 
-def plan_pools(hosts: dict[str, HostPlan], catalog: Catalog, as_json: bool, out: str | None, spec: str | None,
-               model: str | None) -> Path | None:  # fmt: skip
-    """`llmfleet plan --gpus 'POOL=SPEC;...'`: print the pools (with their node selectors); with `out`, write the
-    cluster plan there."""
-    report.plan(describe_pools(hosts, catalog), as_json)
-    if out is None:
-        return None
+def write_pools(hosts: dict[str, HostPlan], out: str, spec: str | None, model: str | None) -> Path:
+    """`llmfleet plan --gpus 'POOL=SPEC;...' --out FILE`: write the cluster plan (the pools, with their node
+    selectors) to `out`."""
     command = (
         "llmfleet plan" + (f" --gpus {shlex.quote(spec)}" if spec else "") + (f" --model {model}" if model else "")
     )
@@ -202,9 +198,6 @@ def plan_pools(hosts: dict[str, HostPlan], catalog: Catalog, as_json: bool, out:
     workloads(cluster, out)  # a name Kubernetes would refuse is refused now, not at render
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump(cluster, hosts, f"{command} --out {out}"), encoding="utf-8")
-    report.info(
-        f"wrote {path}; `llmfleet render --target kubernetes` renders an overlay of each kubernetes/plans/*.yaml."
-    )
     return path
 
 

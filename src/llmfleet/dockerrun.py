@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from llmfleet import images, probe, report
+from llmfleet import images, output, probe
 from llmfleet.errors import FleetError
 from llmfleet.render.compose_cpu import GPU_ONLY_PROFILE
 from llmfleet.render.files import COMPOSE_CPU
@@ -54,7 +53,7 @@ def image_choices(settings_env: dict[str, str], cpu: bool) -> dict[str, str]:
             continue
         official = settings_env.get(standin.setting, "")
         if official and not images.image_present(official) and images.image_present(standin.tag):
-            report.info(f"{standin.setting}: {official} is not on this host; using the stand-in {standin.tag}.")
+            output.info(f"{standin.setting}: {official} is not on this host; using the stand-in {standin.tag}.")
             chosen[standin.setting] = standin.tag
     return chosen
 
@@ -68,7 +67,7 @@ def profile_choices(settings_env: dict[str, str]) -> dict[str, str]:
             continue
         image = settings_env.get(setting, "")
         if image and not images.image_present(image) and not _pull(image):
-            report.warn(f"{image} is not on this host and cannot be pulled: starting without the {profile} profile.")
+            output.warn(f"{image} is not on this host and cannot be pulled: starting without the {profile} profile.")
             continue
         kept.append(profile)
     kept += [p for p in wanted if p not in ("dashboards",)]
@@ -100,9 +99,8 @@ def up(plan_label: str, models: list[str], cpu: bool, settings: Settings, root: 
     state = State(str(root), plan_label, models, runner="docker", compose=compose_args(cpu), compose_env=choices)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     state.save(settings.run_dir)  # before starting: `down` must find what a half-finished `up` left
-    started = time.monotonic()
     timeout = str(settings.VLLM_START_TIMEOUT)
-    with report.step("Starting the Compose stack (docker compose up -d --wait)"):
+    with output.step("Starting the Compose stack (docker compose up -d --wait)"):
         result = compose(state, root, "up", "-d", "--wait", "--wait-timeout", timeout, capture=True)
     if result.returncode != 0:
         detail = _failure_detail(state, root, result.stdout + result.stderr)
@@ -122,7 +120,6 @@ def up(plan_label: str, models: list[str], cpu: bool, settings: Settings, root: 
             "fix the cause above; `llmfleet logs gateway` shows the whole log, `llmfleet down` stops the stack.",
             "docker compose logs gateway",
         )
-    report.ready(state, settings, time.monotonic() - started)
     return state
 
 

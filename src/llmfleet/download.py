@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llmfleet import hfcache, paths, report, synthetic, verify
+from llmfleet import hfcache, output, paths, synthetic, verify
 from llmfleet.catalog import Catalog, Model, load_catalog
 from llmfleet.errors import FleetError
 from llmfleet.plan import load_plan
@@ -58,7 +58,7 @@ def wanted(names: list[str], catalog: Catalog) -> list[Wanted]:
             catalog.get(name, "llmfleet download MODEL")  # raises, naming the catalog's models
         if model is not None and model.synthetic:
             synthetic.ensure_model()
-            report.info(f"{name} is built in (synthetic, random weights): nothing to download.")
+            output.info(f"{name} is built in (synthetic, random weights): nothing to download.")
             continue
         repo = model.repo if model is not None else name
         assert repo, f"catalog entry {name} has neither repo nor synthetic"
@@ -82,7 +82,7 @@ def download(names: list[str], source: str | None = None, offline: bool | None =
         result = verify.check_dir(Path(path))
         if not result.ok:
             raise verify.incomplete(w.label, result, w.model)
-        report.model_ready(w.label, result, how.format(seconds=time.monotonic() - started))
+        output.result(result.summary(w.label) + "\n  " + how.format(seconds=time.monotonic() - started))
         results.append(result)
     return results
 
@@ -128,7 +128,7 @@ def _from_hugging_face(w: Wanted, hub: HubSettings, offline: bool) -> tuple[str,
     """The snapshot folder, and how it got there (with a {seconds} field for the caller)."""
     from huggingface_hub import snapshot_download
 
-    common = {
+    common: dict[str, Any] = {  # Any: snapshot_download's overloads cannot be matched by a dict of mixed values
         "cache_dir": hub.hub,
         "endpoint": hub.endpoint,
         "token": hub.HF_TOKEN or None,  # None: huggingface_hub's own (HF_TOKEN, `hf auth login`)
@@ -151,7 +151,7 @@ def _from_hugging_face(w: Wanted, hub: HubSettings, offline: bool) -> tuple[str,
         to_fetch = [f for f in listing if f.will_download]
         need = sum(f.file_size or 0 for f in to_fetch)
         check_disk(need, hub.hub, f"{w.label} ({len(to_fetch)} files to fetch)")
-        report.info(
+        output.info(
             f"Downloading {w.label} ({w.repo}) from {hub.endpoint}: {need / GIB:.2f} GiB in {len(to_fetch)} files "
             f"into {hub.hub}. Interrupted downloads resume."
             if to_fetch
@@ -169,15 +169,15 @@ def _from_hugging_face(w: Wanted, hub: HubSettings, offline: bool) -> tuple[str,
     return path, f"downloaded {need / GIB:.2f} GiB and checked in {{seconds:.0f}} s"
 
 
-def _cached_instead(w: Wanted, hub: HubSettings, error: Exception, common: dict[str, object]) -> tuple[str, str]:
+def _cached_instead(w: Wanted, hub: HubSettings, error: Exception, common: dict[str, Any]) -> tuple[str, str]:
     """The Hub cannot be reached: a complete copy in the cache still serves (vLLM does the same)."""
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(w.repo, local_files_only=True, **common)  # type: ignore[arg-type]
+        path = snapshot_download(w.repo, local_files_only=True, **common)
     except Exception:
         raise hub_error(error, w, hub, offline=False) from None
-    report.warn(f"cannot reach {hub.endpoint} ({_root_cause(error)}): using the copy of {w.label} in the cache.")
+    output.warn(f"cannot reach {hub.endpoint} ({_root_cause(error)}): using the copy of {w.label} in the cache.")
     return path, f"the copy in the cache, checked ({hub.endpoint} could not be reached)"
 
 
@@ -348,7 +348,7 @@ def _from_modelscope(w: Wanted, hub: HubSettings, offline: bool) -> tuple[str, s
         found = hfcache.modelscope_dir(hub.modelscope, w.repo)
         held = sum(f.stat().st_size for f in found.rglob("*") if f.is_file()) if found else 0
         check_disk(max(0, w.estimate - held), hub.modelscope, f"{w.label} ({w.estimate / GIB:.1f} GiB by the catalog)")
-    report.info(
+    output.info(
         f"Downloading {w.label} ({w.repo}) from ModelScope into {hub.modelscope}. Interrupted downloads resume."
     )
     try:

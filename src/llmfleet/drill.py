@@ -17,15 +17,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
-from llmfleet import dockerrun, native, procs, report
+from llmfleet import dockerrun, native, procs
 from llmfleet.errors import FleetError
 from llmfleet.loadtest.stream import Answer, StreamTimer, ask_streamed
 from llmfleet.runstate import ServiceStatus, State
@@ -100,7 +101,7 @@ class SteadyLoad:
         return [o for o in self.outcomes if start <= o.start < end]
 
 
-async def ask(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict) -> Outcome:
+async def ask(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]) -> Outcome:
     streamed = await ask_streamed(client, url, headers, body, time.monotonic)
     answer, start = streamed.answer, streamed.started
     first = None if answer.ttft is None else start + answer.ttft
@@ -176,12 +177,13 @@ class Drill:
     max_tokens: int = 16
     window_s: float = 15
     figures: list[Figure] = field(default_factory=list)
+    on_figure: Callable[[Figure], None] = lambda figure: None  # shows each figure as it is measured (report.py)
 
     def figure(
         self, drill: str, name: str, value: float | str | None, target: str = "", met: bool | None = None
     ) -> None:
         self.figures.append(Figure(drill, name, value, target, met))
-        report.drill_figure(self.figures[-1])
+        self.on_figure(self.figures[-1])
 
     @contextmanager
     def load(self) -> Iterator[SteadyLoad]:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
 
-from llmfleet import cluster, dockerrun, hardware, native, paths, planner, report, secrets
-from llmfleet.catalog import load_catalog
+from llmfleet import cluster, dockerrun, hardware, native, output, paths, planner, report, secrets
+from llmfleet.catalog import Catalog, load_catalog
 from llmfleet.errors import FleetError
 from llmfleet.plan import Plan, cpu_plan, dump_plan, load_plan, plan_path, read_usable_context
 from llmfleet.render import kubernetes, write_files
@@ -30,7 +31,7 @@ def choose_plan(plan: str | None) -> tuple[Plan, str]:
         chosen = load_plan()
         planner.check_host(chosen, found.gpus, plan_path().name)  # a plan for other cards fails here, not in vLLM
         return chosen, str(plan_path().name)
-    report.info(
+    output.info(
         f"No NVIDIA GPU here ({found.why_none}): running the built-in CPU plan, two vLLM CPU servers with "
         "fleet-tiny, a synthetic smoke-test model."
     )
@@ -49,11 +50,18 @@ def up(plan: str | None = None, runner: str | None = None) -> None:
     catalog = load_catalog(root)
     chosen.check_models(catalog, label)
     which, why = choose_runner(runner or settings.RUNNER)
-    report.info(f"Runner: {which} ({why}).")
+    output.info(f"Runner: {which} ({why}).")
     keys = secrets.ensure_secrets(settings.secrets_file)
+    started = time.monotonic()
     if which == "native":
-        native.up(chosen, label, catalog, settings, root, keys)
-        return
+        state = native.up(chosen, label, catalog, settings, root, keys)
+    else:
+        state = _up_docker(plan, chosen, label, catalog, settings, root, keys)
+    report.ready(state, settings, time.monotonic() - started)
+
+
+def _up_docker(plan: str | None, chosen: Plan, label: str, catalog: Catalog, settings: Settings, root: Path,
+               keys: dict[str, str]) -> State:  # fmt: skip
     if plan not in (None, "cpu"):
         raise FleetError(
             f"the docker runner runs the committed rendering of fleet.yaml, not {plan}.",
@@ -63,7 +71,7 @@ def up(plan: str | None = None, runner: str | None = None) -> None:
     if chosen.device == "cuda" and stale_files(chosen, catalog, root):
         raise FleetError("the Compose files differ from fleet.yaml.", "run `llmfleet render` first.", "fleet.yaml")
     env_file = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
-    dockerrun.up(
+    return dockerrun.up(
         label,
         sorted(chosen.model_groups()),
         chosen.device == "cpu",
@@ -89,7 +97,7 @@ def setup(plan: str | None = None) -> None:
     chosen.check_models(catalog, label)
     secrets.ensure_secrets(settings.secrets_file)
     native.prepare(chosen, catalog, settings, root)
-    report.info(f"Ready to run plan {label}.")
+    output.info(f"Ready to run plan {label}.")
 
 
 def choose_runner(asked: str) -> tuple[str, str]:
@@ -126,7 +134,7 @@ def restart(services: list[str]) -> None:
         dockerrun.compose(state, paths.project_root(), "restart", *services)
     else:
         native.restart(settings, services, timeout=settings.VLLM_START_TIMEOUT)
-    report.info(f"{', '.join(services)} restarted.")
+    output.info(f"{', '.join(services)} restarted.")
 
 
 def status(as_json: bool) -> bool:
@@ -149,9 +157,9 @@ def logs(service: str | None, lines: int, follow: bool) -> None:
     files = native.log_files(settings, service)
     for path in files:
         if len(files) > 1:
-            report.out.rule(path.stem)
+            output.heading(path.stem)
         text = path.read_text(errors="replace").splitlines()
-        report.out.print("\n".join(text[-lines:]), markup=False, highlight=False)
+        output.out.print("\n".join(text[-lines:]), markup=False, highlight=False)
     if follow:
         _follow(files)
 
@@ -165,7 +173,7 @@ def _follow(files: list[Path]) -> None:
             for path, handle in handles.items():
                 for line in handle:
                     prefix = f"{path.stem} | " if len(files) > 1 else ""
-                    report.out.print(prefix + line.rstrip("\n"), markup=False, highlight=False)
+                    output.out.print(prefix + line.rstrip("\n"), markup=False, highlight=False)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -204,31 +212,55 @@ def build_images() -> None:
     from llmfleet import images
 
     built = images.build(paths.project_root())
-    report.info(f"Built {', '.join(built)}." if built else "Every stand-in image is up to date.")
+    output.info(f"Built {', '.join(built)}." if built else "Every stand-in image is up to date.")
 
 
-def plan(gpus: str | None, model: str | None, as_json: bool, out: str | None, explain: bool = False) -> Path | None:
-    """Plan this host's GPUs (or those `gpus` describes) and print it; write fleet.yaml (or `out`) for one GPU host.
+def plan(
+    gpus: str | None, model: str | None, as_json: bool, out: str | None, write: bool = False, explain: bool = False
+) -> Path | None:
+    """Plan this host's GPUs (or those `gpus` describes) and print it. It writes only when asked: `write` to
+    fleet.yaml, `out` to that file (a GPU host's plan, or node pools' cluster plan); return what was written.
 
-    The CPU plan and node pools are printed only: a host without GPUs runs the built-in CPU plan anyway, and the
-    cluster plan file belongs to the Kubernetes rendering. `--json` prints for machines and writes nothing, unless
-    `out` is given.
+    A host without GPUs runs the built-in CPU plan, so there is no fleet.yaml to write for it; node pools are a
+    cluster plan for the Kubernetes rendering, written only to `out`.
     """
     root = paths.project_root()
     catalog = load_catalog(root)
     inventory = None if gpus is not None else hardware.inventory()
     path = Path(out) if out else plan_path()
-    usable = read_usable_context(path) if "=" not in (gpus or "") else None
+    usable = read_usable_context(path) if "=" not in (gpus or "") else None  # the user's override, kept
     hosts = planner.plan_gpus(gpus, inventory, catalog, model, usable=usable)
-    if "" not in hosts:  # node pools: a cluster plan for Kubernetes, written only to --out
-        cluster.plan_pools(hosts, catalog, as_json, out, gpus, model)
-        return None
+    again = "llmfleet plan" + (f" --gpus {shlex.quote(gpus)}" if gpus else "") + (f" --model {model}" if model else "")
+    if "" not in hosts:  # node pools: a cluster plan for Kubernetes
+        report.plan(cluster.describe_pools(hosts, catalog), as_json)
+        if out is None:
+            if write:
+                raise FleetError(
+                    "node pools make a cluster plan, not a fleet.yaml.",
+                    "write it with --out kubernetes/plans/NAME.yaml.",
+                    "--write",
+                )
+            if not as_json:
+                output.info(f"Not written: `{again} --out kubernetes/plans/NAME.yaml` writes this cluster plan.")
+            return None
+        path = cluster.write_pools(hosts, out, gpus, model)
+        output.info(
+            f"wrote {path}; `llmfleet render --target kubernetes` renders an overlay of each kubernetes/plans/*.yaml."
+        )
+        return path
     report.plan({pool: planner.describe(host, catalog) for pool, host in hosts.items()}, as_json, explain)
-    host = hosts.get("")
-    if host is None or (out is None and (as_json or host.plan.device != "cuda")):
+    host = hosts[""]
+    if out is None and host.plan.device != "cuda":
+        if write:
+            output.info("Nothing was written: a host without GPUs runs the built-in CPU plan, not fleet.yaml.")
+        return None
+    if out is None and not write:
+        if not as_json:
+            output.info(f"Not written: `{again} --write` writes it to {plan_path().name} (`--out FILE` elsewhere).")
         return None
     command = "llmfleet plan" + (f" --gpus {gpus}" if gpus else "") + (f" --model {model}" if model else "")
     path.write_text(dump_plan(host.plan, planner.plan_file_header(host, command)), encoding="utf-8")
+    output.info(f"wrote {path}; `llmfleet render` updates the Compose, gateway and Prometheus files from it.")
     return path
 
 
@@ -354,8 +386,9 @@ def drill(users: int, window: float, as_json: bool) -> bool:
             "llmfleet drill",
         )
     run = drills.Drill(
-        f"http://127.0.0.1:{settings.GATEWAY_PORT}", key, state.models[0], backends, users=users, window_s=window
-    )
+        f"http://127.0.0.1:{settings.GATEWAY_PORT}", key, state.models[0], backends, users=users, window_s=window,
+        on_figure=lambda figure: report.drill_figure(figure, as_json),
+    )  # fmt: skip
     figures = run.run()
     report.drill_summary(figures, as_json)
     return all(f.met is not False for f in figures)
@@ -412,7 +445,7 @@ def bench_gateway(
         charged = [pid for pid in pids if pid is not None] if None not in pids else []  # all or nothing
         ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
     grid = bench.Grid(users, outputs, seconds)
-    report.info(
+    output.info(
         f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
         f"{seconds:g} s (users {', '.join(map(str, users))}; outputs "
         f"{', '.join(f'{k} {v} tokens' for k, v in outputs.items())})"
@@ -431,7 +464,7 @@ def bench_gateway(
     }
     bench.append_results(path, bench.markdown(grid, bench.machine_facts(), setup))
     report.bench_comparisons(grid.comparisons())
-    report.info(f"Appended to {path}")
+    output.info(f"Appended to {path}")
     return path
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfleet import report, synthetic
+from llmfleet import output, synthetic
 from llmfleet.errors import FleetError
 
 BASE = "llmfleet/debian:bookworm"
@@ -72,7 +72,7 @@ def build(root: Path) -> list[str]:
     """Build the base and every stand-in whose inputs changed; return the tags built."""
     built = []
     if not image_present(BASE):
-        with report.step(f"Building {BASE} with debootstrap"):
+        with output.step(f"Building {BASE} with debootstrap"):
             _run([str(root / "images" / "base.sh"), BASE], BASE)
         built.append(BASE)
     base_id = _image_id(BASE)
@@ -83,13 +83,13 @@ def build(root: Path) -> list[str]:
             args = standin.context(root, ctx)
             inputs = _hash_tree(ctx, extra=f"{base_id}{sorted(args.items())}")
             if image_label(standin.tag, INPUTS_LABEL) == inputs:
-                report.info(f"{standin.tag}: up to date")
+                output.info(f"{standin.tag}: up to date")
                 continue
             command = ["docker", "build", "--network", "host", "--tag", standin.tag,
                        "--label", f"{INPUTS_LABEL}={inputs}"]  # fmt: skip
             for name, value in args.items():
                 command += ["--build-arg", f"{name}={value}"]
-            with report.step(f"Building {standin.tag} (stands in for {standin.setting})"):
+            with output.step(f"Building {standin.tag} (stands in for {standin.setting})"):
                 _run([*command, str(ctx)], standin.tag)
             built.append(standin.tag)
     return built

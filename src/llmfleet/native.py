@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from llmfleet import hfcache, paths, probe, procs, report, runtimes, startup, synthetic
+from llmfleet import hfcache, output, paths, probe, procs, runtimes, startup, synthetic
 from llmfleet.catalog import Catalog
 from llmfleet.errors import FleetError
 from llmfleet.plan import Plan
@@ -117,7 +117,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
             "REDIS_PASSWORD": secrets["REDIS_PASSWORD"],
         }
     else:
-        report.warn(
+        output.warn(
             f"Redis ({settings.REDIS_BIN}) is not installed: the gateway's workers keep their state apart. "
             "Install it (Debian: apt-get install redis-server) or set REDIS_BIN in .env."
         )
@@ -170,7 +170,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
             )
         )
     else:
-        report.warn(
+        output.warn(
             f"Prometheus ({settings.PROMETHEUS_BIN}) is not installed: starting without it. "
             "Install it (Debian: apt-get install prometheus) or set PROMETHEUS_BIN in .env."
         )
@@ -308,7 +308,6 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
 
     to_start = services(plan, catalog, settings, root, secrets)
     check_ports(to_start)
-    started_at = time.monotonic()
     prepare(plan, catalog, settings, root)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     write_configs(plan, settings, root, secrets)
@@ -349,7 +348,6 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
         procs.stop_groups([(s.pid, s.started) for s in state.services])
         (run_dir / STATE_FILE).unlink(missing_ok=True)
         raise
-    report.ready(state, settings, time.monotonic() - started_at)
     return state
 
 
@@ -362,7 +360,7 @@ def prepare(plan: Plan, catalog: Catalog, settings: Settings, root: Path) -> Non
     if missing:
         names = " and ".join(r.name for r in missing)
         with (
-            report.step(f"Installing the {names} runtime into {paths.cache_dir() / 'runtimes'} (once; minutes)"),
+            output.step(f"Installing the {names} runtime into {paths.cache_dir() / 'runtimes'} (once; minutes)"),
             ThreadPoolExecutor() as pool,  # pip waits on the network and the disk: install them side by side
         ):
             for done in [pool.submit(runtimes.ensure, r, root) for r in missing]:
@@ -412,7 +410,7 @@ def _wait_healthy(state: State, handles: dict[str, subprocess.Popen[bytes]], tim
     pending = {s.name: s for s in state.services}
     deadline = time.monotonic() + timeout
     hub = hfcache.load_hub_settings().hub
-    with report.waiting(list(pending)) as progress, httpx.Client(timeout=2) as client:
+    with output.progress(list(pending)) as progress, httpx.Client(timeout=2) as client:
         while pending:
             for name, service in list(pending.items()):
                 code = handles[name].poll()

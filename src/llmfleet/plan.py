@@ -181,7 +181,7 @@ def load_plan(path: Path | None = None, name: str = PLAN_FILE) -> Plan:
     """Read and check a plan; `name` is how messages refer to the file (as the user wrote it)."""
     path = path or plan_path()
     if not path.is_file():
-        raise FleetError(f"{name} does not exist.", "run `llmfleet plan` to write it.", name)
+        raise FleetError(f"{name} does not exist.", "run `llmfleet plan --write` to write it.", name)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

@@ -1,116 +1,29 @@
-"""Everything llmfleet shows a person goes through here; `--json` is one of its modes, not a second code path.
+"""What llmfleet shows a person: tables and summaries of results. `--json` is one of its modes, not a second code
+path.
 
-Results go to stdout; progress, warnings and errors to stderr, so `llmfleet status --json | jq` stays clean.
+It writes through output.py (results to stdout; progress, warnings and errors to stderr, so `llmfleet status --json
+| jq` stays clean), and may import any module's types: no core module imports it (core modules report progress
+through output.py or a callback), so no import cycle runs through here.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import time
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
-from llmfleet import synthetic
+from llmfleet import output, synthetic
+from llmfleet.output import out, phase_text
 
 if TYPE_CHECKING:
     from llmfleet.bench import Cell, Comparison
+    from llmfleet.doctor import Check
+    from llmfleet.download import CatalogRow
     from llmfleet.drill import Figure
-    from llmfleet.errors import FleetError
     from llmfleet.runstate import ServiceStatus, State
     from llmfleet.settings import Settings
-    from llmfleet.startup import Phase
-
-# soft_wrap: long lines (paths, commands, log tails) stay whole, so they can be copied.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def info(message: str) -> None:
-    err.print(message)
-
-
-def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}")
-
-
-def error(e: FleetError) -> None:
-    err.print(f"[bold red]error:[/] {e.what}", markup=True, highlight=False)
-    err.print(f"  [bold]fix:[/] {e.fix}")
-    if e.where:
-        err.print(f"  [bold]where:[/] {e.where}")
-
-
-def save_traceback() -> Path:
-    fd, name = tempfile.mkstemp(prefix="llmfleet-bug-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write(traceback.format_exc())
-    return Path(name)
-
-
-def bug(path: Path) -> None:
-    err.print(f"[bold red]error:[/] llmfleet hit a bug. The traceback is in {path}; please attach it to an issue.")
-
-
-@contextmanager
-def step(title: str, unless: bool = False) -> Iterator[None]:
-    """Show a spinner for a slow step (skipped when `unless` says the step has nothing to do)."""
-    if unless:
-        yield
-        return
-    started = time.monotonic()
-    with err.status(title + " ..."):
-        yield
-    err.print(f"{title}: done in {time.monotonic() - started:.0f} s")
-
-
-class _Progress:
-    def __init__(self, names: list[str], live: Live) -> None:
-        self.started = time.monotonic()
-        self.ready: dict[str, float] = {}
-        self.phases: dict[str, Phase] = {}
-        self.names = names
-        self.live = live
-
-    def done(self, name: str) -> None:
-        self.ready[name] = time.monotonic() - self.started
-        self.live.update(self.table())
-
-    def phase(self, name: str, phase: Phase) -> None:
-        """What a starting server is doing (downloading, loading weights, ...), read from its log."""
-        self.phases[name] = phase
-        self.live.update(self.table())
-
-    def table(self) -> Table:
-        table = Table(box=None, show_header=False, pad_edge=False)
-        for name in self.names:
-            elapsed = time.monotonic() - self.started
-            if name in self.ready:
-                table.add_row(name, f"[green]healthy[/] after {self.ready[name]:.0f} s")
-            elif name in self.phases:
-                table.add_row(name, f"{phase_text(self.phases[name])} ({elapsed:.0f} s)")
-            else:
-                table.add_row(name, f"starting ({elapsed:.0f} s)")
-        return table
-
-
-@contextmanager
-def waiting(names: list[str]) -> Iterator[_Progress]:
-    with Live(console=err, refresh_per_second=2, transient=not err.is_terminal) as live:
-        progress = _Progress(names, live)
-        live.update(progress.table())
-        yield progress
-        live.update(progress.table())
+    from llmfleet.verify import Result
 
 
 def _plan_notice(state: State) -> str:
@@ -158,16 +71,16 @@ def stopped(names: list[str]) -> None:
 
 def status(rows: list[ServiceStatus], as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps([
+        output.json([
             {"name": r.name, "pid": r.pid, "port": r.port, "healthy": r.healthy,
              "phase": r.phase.name if r.phase else ("ready" if r.healthy else None)}
             for r in rows
-        ]))  # fmt: skip
+        ])  # fmt: skip
         return
     if not rows:
         out.print("llmfleet is not running (`llmfleet up` starts it).")
         return
-    table = Table("service", "pid", "port", "state")
+    table = output.table("service", "pid", "port", "state")
     for r in rows:
         if r.running and not r.healthy and r.phase is not None:
             table.add_row(r.name, str(r.pid or "-"), str(r.port or "-"), phase_text(r.phase))
@@ -181,36 +94,32 @@ def status(rows: list[ServiceStatus], as_json: bool) -> None:
     out.print(table)
 
 
-def show_json(data: object) -> None:
-    out.print_json(json.dumps(data, default=lambda o: asdict(o)))
-
-
 # Flags every server gets; the plan table shows only the ones that differ between models.
 _COMMON_FLAGS = {"--model", "--served-model-name", "--host", "--port", "--max-model-len", "--max-num-seqs",
                  "--disable-uvicorn-access-log", "--gpu-memory-utilization", "--tensor-parallel-size"}  # fmt: skip
 
 
-def plan(hosts: dict[str, dict], as_json: bool, explain: bool = False) -> None:
+def plan(hosts: dict[str, dict[str, Any]], as_json: bool, explain: bool = False) -> None:
     """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name; `explain`: every layout
     weighed, one line each."""
     if as_json:
-        out.print_json(json.dumps(hosts[""] if list(hosts) == [""] else hosts))
+        output.json(hosts[""] if list(hosts) == [""] else hosts)
         return
     for pool, host in hosts.items():
         _plan_table(host, pool, explain)
 
 
-def _plan_table(host: dict, pool: str, explain: bool = False) -> None:
+def _plan_table(host: dict[str, Any], pool: str, explain: bool = False) -> None:
     title = f"Plan for {host['host']}" + (f", node pool {pool}" if pool else "")
     if host["device"] == "cpu":
         out.print(f"[bold]{title}[/]: no GPU.")
-        table = Table("server", "model", "context", "concurrent seqs", "flags", title_justify="left")
+        table = output.table("server", "model", "context", "concurrent seqs", "flags", title_justify="left")
         names = [f"vllm-cpu{i}" for i in range(len(host["plan"]["servers"]))]
         for name, server in zip(names, host["plan"]["servers"], strict=True):
             table.add_row(name, server["model"], f"{server['max_model_len']:,}", str(server["max_num_seqs"]), "-")
-        _print_wide(table)
+        out.print(table)
     else:
-        table = Table("GPU", "card", "model", "weights", "KV cache", "context", "full-length\nat once",
+        table = output.table("GPU", "card", "model", "weights", "KV cache", "context", "full-length\nat once",
                       "max seqs", "flags", title=title, title_justify="left")  # fmt: skip
         for gpu in host["gpus"]:
             name = gpu["name"].removeprefix("NVIDIA ").removeprefix("GeForce ")
@@ -231,7 +140,7 @@ def _plan_table(host: dict, pool: str, explain: bool = False) -> None:
                 str(gpu["max_num_seqs"]),
                 _model_flags(gpu["vllm_args"]),
             )
-        _print_wide(table)
+        out.print(table)
     groups = "; ".join(f"{model}: {', '.join(servers)}" for model, servers in host["model_groups"].items())
     out.print(f"Model groups (one gateway endpoint each): {groups}")
     for comparison in host.get("layouts", []):
@@ -248,15 +157,6 @@ def _plan_table(host: dict, pool: str, explain: bool = False) -> None:
         out.print(f"Nodes: {'; '.join(labels) or 'any'}", markup=False)
     for note in host["notes"]:
         out.print(f"[yellow]note:[/] {note}")
-
-
-def _print_wide(table: Table, width: int = 170) -> None:
-    """A pipe or a log is 80 columns to rich, which would cut model names short (`Qwen3…`); print it wider there.
-    (`Console.print(width=...)` cannot exceed the console's own width.)"""
-    if out.is_terminal or out.width >= width:
-        out.print(table)
-    else:
-        Console(file=out.file, width=width, highlight=False, soft_wrap=True).print(table)
 
 
 def _model_flags(args: list[str]) -> str:
@@ -277,38 +177,18 @@ def _model_flags(args: list[str]) -> str:
     return "\n".join(shown)
 
 
-# --- models and diagnosis: download, verify, doctor, start-up phases -------------------------------------------
-
-if TYPE_CHECKING:
-    from llmfleet.doctor import Check
-    from llmfleet.download import CatalogRow
-    from llmfleet.startup import Phase
-    from llmfleet.verify import Result
-
-
-def _verified_line(label: str, result: Result) -> str:
-    weights = (
-        f"{result.shards} shard(s), {result.weight_bytes / 1024**3:.2f} GiB, each the size its header gives"
-        if result.shards
-        else "no weight files (random weights)"
-    )
-    notes = "".join(f"; {n}" for n in result.notes)
-    return f"{label}: complete: config and tokenizer present, {weights}{notes}.\n  {result.path}"
-
-
-def model_ready(label: str, result: Result, how: str) -> None:
-    out.print(escape(_verified_line(label, result) + f"\n  {how}"))
+# --- models and diagnosis: verify, download --list, doctor -----------------------------------------------------
 
 
 def verified(label: str, result: Result) -> None:
-    out.print(escape(_verified_line(label, result)))
+    output.result(result.summary(label))
 
 
 def model_list(rows: list[CatalogRow], as_json: bool) -> None:
     if as_json:
-        show_json(rows)
+        output.json(rows)
         return
-    table = Table("model", "repo", "weights", "fits (planner's budget)", "in the cache")
+    table = output.table("model", "repo", "weights", "fits (planner's budget)", "in the cache")
     for r in rows:
         table.add_row(r.name, r.repo or "-", f"{r.weights_gib:.1f} GiB", escape(r.fits), escape(r.cached))
     out.print(table)
@@ -319,9 +199,9 @@ _STATUS_STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[
 
 def doctor(checks: list[Check], as_json: bool) -> None:
     if as_json:
-        show_json(checks)
+        output.json(checks)
         return
-    table = Table("check", "status", "what was seen / what to do", show_lines=True)
+    table = output.table("check", "status", "what was seen / what to do", show_lines=True)
     for c in checks:
         text = escape(c.detail) + (f"\n[bold]fix:[/] {escape(c.fix)}" if c.fix and c.status != "pass" else "")
         table.add_row(c.name, _STATUS_STYLE[c.status], text)
@@ -331,14 +211,9 @@ def doctor(checks: list[Check], as_json: bool) -> None:
     out.print(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed: {verdict}")
 
 
-def phase_text(phase: Phase) -> str:
-    """A start-up phase as one table cell, e.g. 'loading weights, shard 2/5' or 'downloading, 1.20 GiB ...'."""
-    style = {"ready": "green", "failed": "red"}.get(phase.name, "yellow")
-    return f"[{style}]{escape(str(phase))}[/]"
-
-
-def loadtest_summary(summary: dict, folder: Path) -> None:
-    table = Table("figure", "p50", "p95", "p99", title=f"{summary['requests']} requests, {summary['failures']} failed")
+def loadtest_summary(summary: dict[str, Any], folder: Path) -> None:
+    title = f"{summary['requests']} requests, {summary['failures']} failed"
+    table = output.table("figure", "p50", "p95", "p99", title=title)
     for key, label in (("ttft_ms", "time to first token (ms)"), ("itl_ms", "inter-token latency (ms)"),
                        ("tpot_ms", "time per output token (ms)"), ("e2e_ms", "end to end (ms)"),
                        ("tokens_per_s_per_user", "tokens/s per user")):  # fmt: skip
@@ -356,7 +231,9 @@ def loadtest_summary(summary: dict, folder: Path) -> None:
         out.print(f"  gate {gate['name']}: {value} (at most {gate['threshold']:g} {gate['unit']}) {mark}")
     generator = summary["load_generator"]
     if generator["saturated"]:
-        warn(f"the load generator's CPU p90 was {generator['cpu_percent_p90']}% of a core: client timings inflated.")
+        output.warn(
+            f"the load generator's CPU p90 was {generator['cpu_percent_p90']}% of a core: client timings inflated."
+        )
     server = summary["server"]
     if server.get("prometheus"):
         out.print(f"vLLM's own TTFT {server['vllm_ttft_ms']} ms; client p50 minus vLLM p50: "
@@ -364,16 +241,17 @@ def loadtest_summary(summary: dict, folder: Path) -> None:
     out.print(f"report: {folder / 'report.html'}  (summary.json, requests.csv beside it)")
 
 
-def drill_figure(figure: Figure) -> None:
-    """One figure of a drill, as it is measured: drills take minutes, and each line is worth seeing at once."""
+def drill_figure(figure: Figure, as_json: bool = False) -> None:
+    """One figure of a drill, as it is measured: drills take minutes, and each line is worth seeing at once.
+    With `--json` it goes to stderr: stdout carries only the JSON document."""
     verdict = "" if figure.met is None else (" [green]met[/]" if figure.met else " [bold red]MISSED[/]")
     target = f"  (target {figure.target})" if figure.target else ""
-    out.print(f"{figure.drill:>10} | {figure.name}: [bold]{figure.value}[/]{target}{verdict}")
+    output.figures(as_json).print(f"{figure.drill:>10} | {figure.name}: [bold]{figure.value}[/]{target}{verdict}")
 
 
 def drill_summary(figures: list[Figure], as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps([asdict(f) for f in figures]))
+        output.json(figures)
         return
     missed = [f for f in figures if f.met is False]
     met = sum(f.met is True for f in figures)
@@ -383,9 +261,9 @@ def drill_summary(figures: list[Figure], as_json: bool) -> None:
     )
 
 
-def soak_figures(figures: dict, as_json: bool) -> None:
+def soak_figures(figures: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps(figures))
+        output.json(figures)
         return
     growth = figures["gateway_memory_growth"]
     out.print(f"soak: {figures['requests']} requests in {figures['duration_s']} s, {figures['errors']} errors")
@@ -396,13 +274,10 @@ def soak_figures(figures: dict, as_json: bool) -> None:
               f"{figures['output_tokens_per_s']} output tokens/s")  # fmt: skip
 
 
-def number(value: float | None, spec: str) -> str:
-    """A figure formatted with `spec`, or a dash where there is none (in tables and the benchmark's Markdown)."""
-    return "–" if value is None else format(value, spec)
-
-
 def bench_cell(cell: Cell) -> None:
     """One run of the gateway benchmark, as it finishes: the grid takes minutes."""
+    from llmfleet.bench import number  # here: bench loads numpy, which other commands need not wait for
+
     failures = f", [bold red]{cell.failures} failed[/] ({escape(cell.first_error or '')})" if cell.failures else ""
     out.print(
         f"{cell.way_in:>12} | {cell.concurrency:>3} users | {cell.max_tokens:>4} tokens | "
@@ -412,10 +287,12 @@ def bench_cell(cell: Cell) -> None:
 
 
 def bench_comparisons(comparisons: list[Comparison]) -> None:
-    table = Table(
+    table = output.table(
         "way in", "users", "max tokens", "added TTFT p50", "added TTFT p99", "req/s vs direct", "tok/s vs direct",
         "CPU s / 1k tokens", title="Against direct", title_justify="left",
     )  # fmt: skip
+    from llmfleet.bench import number
+
     for cmp in comparisons:
         c = cmp.cell
         table.add_row(
@@ -423,4 +300,4 @@ def bench_comparisons(comparisons: list[Comparison]) -> None:
             number(cmp.added_ttft_p99_ms, "+.1f") + " ms", number(cmp.requests_ratio, ".2f"),
             number(cmp.tokens_ratio, ".2f"), number(c.cpu_s_per_1k_tokens, ".2f"),
         )  # fmt: skip
-    out.print(table, width=max(out.width, 130))  # a log or a pipe is 80 wide: keep one row a line
+    out.print(table, width=max(out.width, 130))  # a narrow terminal: keep one row a line

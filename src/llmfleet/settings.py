@@ -69,7 +69,7 @@ def load_env_settings(cls: type[SettingsT]) -> SettingsT:
     """A settings class read from the project's .env and the environment; a bad value names where it came from."""
     env_file = paths.project_root() / ".env"
     try:
-        return cls(_env_file=env_file if env_file.is_file() else None)  # type: ignore[call-arg]
+        return cls(_env_file=env_file if env_file.is_file() else None)
     except ValidationError as e:
         err = e.errors()[0]
         name = str(err["loc"][0])

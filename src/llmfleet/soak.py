@@ -13,10 +13,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from llmfleet import dockerrun, report
+from llmfleet import dockerrun, output
 from llmfleet.errors import FleetError
 from llmfleet.loadtest import run
 from llmfleet.runstate import State
@@ -57,19 +58,19 @@ class MemoryWatch:
 
 def gateway_pid(state: State, settings: Settings) -> int:
     if state.runner == "docker":
-        rows = [r for r in dockerrun.status(state, Path(state.root)) if r.name == "gateway" and r.pid]
+        pids = [r.pid for r in dockerrun.status(state, Path(state.root)) if r.name == "gateway" and r.pid]
     else:
-        rows = [s for s in state.running() if s.name == "gateway"]
-    if not rows:
+        pids = [s.pid for s in state.running() if s.name == "gateway"]
+    if not pids or pids[0] is None:
         raise FleetError("the gateway is not running.", "start the fleet with `llmfleet up`.", "llmfleet soak")
-    return rows[0].pid  # type: ignore[return-value]
+    return pids[0]
 
 
-def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State, settings: Settings) -> dict:
+def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State, settings: Settings) -> dict[str, Any]:
     """Warm up, then load for `options.duration_s` while sampling the gateway's memory; return the figures."""
     watch = MemoryWatch(gateway_pid(state, settings))
     warmup = dataclasses.replace(options, duration_s=warmup_s, out=options.out / "warmup")
-    report.info(f"Warm-up: {warmup_s} s")
+    output.info(f"Warm-up: {warmup_s} s")
     run.loadtest(warmup, key, root)
     start_rss = watch.rss()
     with watch:
@@ -91,7 +92,7 @@ def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State
     }
 
 
-def judge(figures: dict) -> None:
+def judge(figures: dict[str, Any]) -> None:
     problems = []
     if figures["errors"]:
         problems.append(f"{figures['errors']} requests failed ({figures['failures_by_reason']})")

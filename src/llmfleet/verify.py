@@ -50,6 +50,16 @@ class Result:
     def ok(self) -> bool:
         return not self.problems
 
+    def summary(self, label: str) -> str:
+        """What was verified, for a person: the model, its shards and size, and where it is."""
+        weights = (
+            f"{self.shards} shard(s), {self.weight_bytes / 1024**3:.2f} GiB, each the size its header gives"
+            if self.shards
+            else "no weight files (random weights)"
+        )
+        notes = "".join(f"; {n}" for n in self.notes)
+        return f"{label}: complete: config and tokenizer present, {weights}{notes}.\n  {self.path}"
+
 
 def expected_size(path: Path) -> tuple[int, set[str]]:
     """The exact size a safetensors file must have, from its header, and the tensor names it holds."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html as escape
 import io
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -17,12 +17,12 @@ from llmfleet.loadtest.server import GPU_ONLY
 from llmfleet.loadtest.summary import tpot
 
 if TYPE_CHECKING:
-    from llmfleet.loadtest.run import Step
+    from llmfleet.loadtest.summary import Step
 
 BIN_S = 5  # seconds per point on the time plots, as Prometheus scrapes
 
 
-def html(summary: dict, steps: list[Step], server: dict[str, list[tuple[float, float]]]) -> str:
+def html(summary: dict[str, Any], steps: list[Step], server: dict[str, list[tuple[float, float]]]) -> str:
     samples = [s for step in steps for s in step.samples]
     t0 = min((s["t"] for s in samples), default=0.0)
     sections = [
@@ -51,7 +51,7 @@ def html(summary: dict, steps: list[Step], server: dict[str, list[tuple[float, f
     )
 
 
-def _figures(summary: dict) -> list[tuple[str, str]]:
+def _figures(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("requests", f"{summary['requests']} ({summary['failures']} failed, error rate {summary['error_rate']})"),
         ("failures by reason", ", ".join(f"{k}: {v}" for k, v in summary["failures_by_reason"].items()) or "none"),
@@ -67,19 +67,19 @@ def _figures(summary: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _gate(gate: dict) -> str:
+def _gate(gate: dict[str, Any]) -> str:
     value = "no data" if gate["value"] is None else f"{gate['value']:g}"
     css, verdict = ("met", "met") if gate["passed"] else ("miss", "MISSED")
     return f"{value} against at most {gate['threshold']:g} {gate['unit']}: <span class='{css}'>{verdict}</span>"
 
 
-def _row(row: dict) -> str:
+def _row(row: dict[str, Any]) -> str:
     keys = ("requests_per_s", "output_tokens_per_s", "goodput_requests_per_s", "ttft_p95_ms", "itl_p95_ms",
             "error_rate", "meets_slos")  # fmt: skip
     return ", ".join(f"{k} {row[k]}" for k in keys)
 
 
-def _generator(summary: dict) -> list[tuple[str, str]]:
+def _generator(summary: dict[str, Any]) -> list[tuple[str, str]]:
     lg = summary["load_generator"]
     cpu = f"mean {lg['cpu_percent_mean']}, p90 {lg['cpu_percent_p90']}"
     if lg["saturated"]:
@@ -113,14 +113,14 @@ def _svg(fig: plt.Figure) -> str:
     return text[text.index("<svg") :]
 
 
-def _bins(samples: list[dict], t0: float) -> dict[int, list[dict]]:
-    bins: dict[int, list[dict]] = {}
+def _bins(samples: list[dict[str, Any]], t0: float) -> dict[int, list[dict[str, Any]]]:
+    bins: dict[int, list[dict[str, Any]]] = {}
     for s in samples:
         bins.setdefault(int((s["t"] + s["e2e"] - t0) // BIN_S), []).append(s)
     return dict(sorted(bins.items()))
 
 
-def _over_time(samples: list[dict], t0: float) -> str:
+def _over_time(samples: list[dict[str, Any]], t0: float) -> str:
     fig, (latency, throughput) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     bins = _bins(samples, t0)
     x = [b * BIN_S for b in bins]
@@ -142,7 +142,7 @@ def _pct(values: list[float], q: int) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q)) if values else float("nan")
 
 
-def _distributions(samples: list[dict]) -> str:
+def _distributions(samples: list[dict[str, Any]]) -> str:
     fig, (ttft, itl) = plt.subplots(1, 2, figsize=(10, 3.5))
     ttfts = [s["ttft"] * 1000 for s in samples if s["ok"] and s["ttft"] is not None]
     gaps = [g * 1000 for s in samples if s["ok"] for g in s["gaps"]]
@@ -156,7 +156,7 @@ def _distributions(samples: list[dict]) -> str:
     return _svg(fig)
 
 
-def _sweep(summary: dict) -> str:
+def _sweep(summary: dict[str, Any]) -> str:
     rows = summary["sweep"]
     fig, axis = plt.subplots(figsize=(10, 4))
     x = [r["output_tokens_per_s"] for r in rows]

@@ -10,17 +10,18 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from llmfleet import report as ui
+from llmfleet import output
 from llmfleet.errors import FleetError
 from llmfleet.loadtest import report
 from llmfleet.loadtest.scenarios import LANGUAGES, Scenario
 from llmfleet.loadtest.server import Prometheus
-from llmfleet.loadtest.summary import Slo, missed, read_samples, summarize, tpot
+from llmfleet.loadtest.summary import Slo, Step, missed, read_samples, summarize, tpot
 
 SATURATED_CPU_PERCENT = 90  # of one core: locust is one process
 
@@ -41,14 +42,6 @@ class Options:
     stream: bool = True
     ignore_eos: bool = True
     sweep: tuple[int, ...] = ()
-
-
-@dataclass
-class Step:
-    users: int
-    samples: list[dict]
-    cpu: list[tuple[float, float]] = field(default_factory=list)  # (time, load generator CPU % of one core)
-    summary: dict = field(default_factory=dict)
 
 
 def parse_duration(text: str) -> int:
@@ -74,7 +67,7 @@ def parse_sweep(text: str | None) -> tuple[int, ...]:
     return steps
 
 
-def loadtest(options: Options, key: str, root: Path) -> dict:
+def loadtest(options: Options, key: str, root: Path) -> dict[str, Any]:
     """Run, write summary.json, requests.csv and report.html into `options.out`, and return the summary.
 
     `judge` then says whether it met the SLO gates.
@@ -84,7 +77,7 @@ def loadtest(options: Options, key: str, root: Path) -> dict:
     options.out.mkdir(parents=True, exist_ok=True)
     steps = []
     for users in options.sweep or (options.users,):
-        ui.info(
+        output.info(
             f"Load: {users} users, {options.duration_s} s, scenario {options.scenario}, {options.max_tokens} tokens"
         )
         steps.append(_run_step(options, users, key, root))
@@ -155,7 +148,7 @@ def _watch_cpu(process: subprocess.Popen[bytes]) -> list[tuple[float, float]]:
     return samples
 
 
-def _cpu_figures(cpu: list[tuple[float, float]]) -> dict:
+def _cpu_figures(cpu: list[tuple[float, float]]) -> dict[str, Any]:
     values = sorted(v for _, v in cpu)
     if not values:
         return {"cpu_percent_mean": None, "cpu_percent_p90": None, "saturated": False}
@@ -167,7 +160,7 @@ def _cpu_figures(cpu: list[tuple[float, float]]) -> dict:
     }
 
 
-def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dict:
+def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dict[str, Any]:
     knee = None
     if options.sweep:
         passing = [s for s in steps if not missed(s.summary)]
@@ -191,13 +184,13 @@ def _combine(options: Options, steps: list[Step], prometheus: Prometheus) -> dic
         summary["knee"] = _step_row(knee) if knee else None
     saturated = [s.users for s in steps if s.summary["load_generator"]["saturated"]]
     if saturated:
-        ui.warn(f"the load generator used most of a core at {saturated} users: its own timings are inflated there.")
+        output.warn(f"the load generator used most of a core at {saturated} users: its own timings are inflated there.")
     # vLLM's TTFT over the same window as the client's figures it is compared with.
     summary["server"] = _server_view(prometheus, main.summary["start"], main.summary["end"], main.summary["ttft_ms"])
     return summary
 
 
-def _step_row(step: Step) -> dict:
+def _step_row(step: Step) -> dict[str, Any]:
     s = step.summary
     return {
         "users": step.users,
@@ -213,9 +206,9 @@ def _step_row(step: Step) -> dict:
     }
 
 
-def _server_view(prometheus: Prometheus, start: float, end: float, client_ttft: dict) -> dict:
+def _server_view(prometheus: Prometheus, start: float, end: float, client_ttft: dict[str, Any]) -> dict[str, Any]:
     if not prometheus.reachable():
-        ui.warn(f"Prometheus at {prometheus.url} does not answer: the report has no server-side series.")
+        output.warn(f"Prometheus at {prometheus.url} does not answer: the report has no server-side series.")
         return {"prometheus": False}
     time.sleep(max(0.0, end + 6 - time.time()))  # one more scrape, so the last requests are in vLLM's histogram
     vllm = prometheus.vllm_ttft_ms(start, end)
@@ -244,7 +237,7 @@ def _ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:.3f}"
 
 
-def judge(summary: dict) -> None:
+def judge(summary: dict[str, Any]) -> None:
     """Raise FleetError naming every SLO gate the run missed (or, for a sweep, if no step met them all)."""
     if "sweep" in summary and summary["knee"] is None:
         raise FleetError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -50,7 +51,7 @@ class Scenario:
         return self.random.choice(self.prompts[kind])
 
 
-def long_document(spec: dict, language: str, seed: int) -> str:
+def long_document(spec: dict[str, Any], language: str, seed: int) -> str:
     """A log of `spec['lines']` lines from the language's templates, then its question; the same for a seed."""
     rng = random.Random(f"{language}-{seed}")  # noqa: S311 - the same document for the same seed
     templates = spec[language]["templates"]

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -102,7 +103,7 @@ class Streamed:
 
 
 async def ask_streamed(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict, clock: Callable[[], float]
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any], clock: Callable[[], float]
 ) -> Streamed:
     """Send one streamed request and time it as the user sees it; HTTP errors and broken connections are answers
     with an error, never exceptions."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,17 @@ class Slo:
     ttft_p95_s: float
     itl_p95_s: float
     error_rate: float
+
+
+@dataclass
+class Step:
+    """One load level of a run (a sweep has several): its requests' records and the load generator's CPU.
+    Here, not in run.py, so the report (report.py) and the runner (run.py) both import it from below them."""
+
+    users: int
+    samples: list[dict[str, Any]]
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (time, load generator CPU % of one core)
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ class Gate:
         return f"{self.name}: {value} against at most {self.threshold:g} {self.unit}: {verdict}"
 
 
-def read_samples(path: Path) -> list[dict]:
+def read_samples(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -50,13 +62,13 @@ def distribution(values: list[float], scale: float = 1000.0) -> dict[str, float 
     return {**result, "mean": round(float(array.mean()), 3), "max": round(float(array.max()), 3)}
 
 
-def tpot(sample: dict) -> float | None:
+def tpot(sample: dict[str, Any]) -> float | None:
     if sample["ttft"] is None or sample["tokens"] < 2:
         return None
     return (sample["e2e"] - sample["ttft"]) / (sample["tokens"] - 1)
 
 
-def is_good(sample: dict, slo: Slo) -> bool:
+def is_good(sample: dict[str, Any], slo: Slo) -> bool:
     """A request that met every SLO on its own: answered, first token in time, and tokens fast enough."""
     per_token = tpot(sample)
     return (
@@ -67,7 +79,7 @@ def is_good(sample: dict, slo: Slo) -> bool:
     )
 
 
-def summarize(samples: list[dict], slo: Slo, users: int, duration_s: float | None = None) -> dict:
+def summarize(samples: list[dict[str, Any]], slo: Slo, users: int, duration_s: float | None = None) -> dict[str, Any]:
     ok = [s for s in samples if s["ok"]]
     if samples:
         start = min(s["t"] for s in samples)
@@ -105,7 +117,7 @@ def summarize(samples: list[dict], slo: Slo, users: int, duration_s: float | Non
     return summary
 
 
-def gates(summary: dict, slo: Slo) -> list[Gate]:
+def gates(summary: dict[str, Any], slo: Slo) -> list[Gate]:
     return [
         Gate("TTFT p95", slo.ttft_p95_s * 1000, summary["ttft_ms"]["p95"], "ms"),
         Gate("ITL p95", slo.itl_p95_s * 1000, summary["itl_ms"]["p95"], "ms"),
@@ -113,5 +125,5 @@ def gates(summary: dict, slo: Slo) -> list[Gate]:
     ]
 
 
-def missed(summary: dict) -> list[str]:
+def missed(summary: dict[str, Any]) -> list[str]:
     return [g["name"] for g in summary["gates"] if not g["passed"]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -103,7 +104,7 @@ def _yaml(data: object) -> str:
                      default_flow_style=False)  # fmt: skip
 
 
-def document(source: str, objects: list[dict[str, object]], notes: tuple[str, ...] = (),
+def document(source: str, objects: Sequence[Mapping[str, object]], notes: tuple[str, ...] = (),
              comments: dict[int, list[str]] | None = None) -> str:  # fmt: skip
     """A rendered file: the header naming its source, notes for people, then the objects (`comments[i]` above the
     i-th)."""
@@ -228,7 +229,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "readinessProbe": probe | {"failureThreshold": 3},
         "livenessProbe": probe | {"failureThreshold": 6},
     }
-    deployment = {
+    deployment: dict[str, object] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": GATEWAY, "labels": labels},
@@ -245,7 +246,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
             },
         },
     }
-    service = {
+    service: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": GATEWAY, "labels": labels},
@@ -368,7 +369,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
 def _monitors() -> list[dict[str, object]]:
     keep_ready = {"action": "keep", "sourceLabels": [READY_ONLY[0]], "regex": READY_ONLY[1]}
     relabel = [{"sourceLabels": [source], "targetLabel": target} for source, target in VLLM_TARGET_LABELS]
-    pod_monitor = {
+    pod_monitor: dict[str, object] = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": {"name": "vllm", "labels": {**PART_OF, **RELEASE_LABEL}},
@@ -380,7 +381,7 @@ def _monitors() -> list[dict[str, object]]:
             ],
         },
     }
-    service_monitor = {
+    service_monitor: dict[str, object] = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
         "metadata": {"name": GATEWAY, "labels": {**PART_OF, **RELEASE_LABEL}},
@@ -655,9 +656,10 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
     }
     if claims:  # one cache per replica: it survives restarts and scale-in, so a replica comes back without a download
         spec["volumeClaimTemplates"] = claims
-    statefulset = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": w.name, "labels": labels},
-                   "spec": spec}  # fmt: skip
-    service = {
+    statefulset: dict[str, object] = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": w.name, "labels": labels}, "spec": spec,
+    }  # fmt: skip
+    service: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": w.name, "labels": labels},
