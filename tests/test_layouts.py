@@ -149,9 +149,9 @@ def test_usable_context_in_fleet_yaml_is_read_back_and_kept_when_planning_again(
     (root / "vllm").mkdir(parents=True)
     shutil.copy(ROOT / "vllm" / "catalog.yaml", root / "vllm" / "catalog.yaml")
     cli.env["LLMFLEET_ROOT"] = str(root)
-    cli("plan", "--gpus", "2x24GiB", "--model", "Qwen3-32B-AWQ", check=True)
+    cli("plan", "--gpus", "2x24GiB", "--model", "Qwen3-32B-AWQ", "--write", check=True)
     plan = yaml.safe_load((root / "fleet.yaml").read_text())
     (root / "fleet.yaml").write_text(yaml.safe_dump(plan | {"usable_context": {"Qwen3-32B-AWQ": 16384}}))
-    result = cli("plan", "--gpus", "2x24GiB", "--model", "Qwen3-32B-AWQ", "--explain", check=True)
+    result = cli("plan", "--gpus", "2x24GiB", "--model", "Qwen3-32B-AWQ", "--explain", "--write", check=True)
     assert "usable context 16,384;" in result.stdout
     assert load_plan(root / "fleet.yaml").usable_context == {"Qwen3-32B-AWQ": 16384}

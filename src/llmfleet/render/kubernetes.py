@@ -188,7 +188,7 @@ def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
             {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         ],
     }
-    deployment = {
+    deployment: dict[str, object] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": DOOR, "labels": labels},
@@ -198,7 +198,7 @@ def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
-    service = {
+    service: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": DOOR, "labels": labels},
@@ -568,8 +568,8 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
     env_vars: list[dict[str, object]] = [
         {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
         {"name": "PYTHONPATH", "value": CONTAINER_GUARD_DIR},  # the backend guard, and its caps from the plan
-        *({"name": k, "value": v} for k, v in guard_env(w.server).items()),
     ]
+    env_vars += [{"name": k, "value": v} for k, v in guard_env(w.server).items()]
     mounts: list[dict[str, object]] = [
         {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - vLLM's, in its pod
         {"name": "guard", "mountPath": CONTAINER_GUARD_DIR, "readOnly": True},
