@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml requirements/tools.txt
 up: $(VENV)/.installed  ## Start the fleet (Docker when an engine answers, else native; CPU plan without GPUs)
 	$(LLMFLEET) up $(UP_FLAGS)
 
-down: $(VENV)/.installed  ## Stop what `make up` started
-	$(LLMFLEET) down
+down: $(VENV)/.installed  ## Stop what `make up` started; history stays (VOLUMES=1 removes it too)
+	$(LLMFLEET) down $(if $(VOLUMES),--volumes)
 
 status: $(VENV)/.installed  ## Each service, its port and health
 	$(LLMFLEET) status

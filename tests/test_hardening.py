@@ -9,7 +9,14 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
+
+from llmfleet import dockerrun, fleet, native
+from llmfleet.catalog import load_catalog
+from llmfleet.plan import cpu_plan
+from llmfleet.runstate import State
+from llmfleet.settings import Settings
 
 # --- make setup (scripts/system-deps.sh)
 
@@ -40,3 +47,77 @@ def test_system_deps_never_stops_or_disables_a_service_the_host_runs(tmp_path: P
     ran = calls.read_text().splitlines()
     assert any(line.startswith("apt-get install") for line in ran)  # the install path was taken
     assert [line for line in ran if line.startswith("systemctl") and "is-active" not in line] == []
+
+
+# --- the native runner
+
+
+def _native_services(tmp_path: Path) -> dict[str, native.Service]:
+    """The services a native `up` of the CPU plan would start, with stand-in binaries for Prometheus and Redis."""
+    settings = Settings(PROMETHEUS_BIN="/bin/true", REDIS_BIN="/bin/true", LLMFLEET_RUN_DIR=str(tmp_path / "run"))
+    secrets = {"VLLM_API_KEY": "v", "LITELLM_MASTER_KEY": "m", "REDIS_PASSWORD": "r"}
+    found = native.services(cpu_plan(), load_catalog(ROOT), settings, ROOT, secrets)
+    return {s.name: s for s in found}
+
+
+def test_native_prometheus_cannot_be_stopped_or_reloaded_over_http(tmp_path: Path) -> None:
+    argv = _native_services(tmp_path)["prometheus"].argv
+    assert argv[0] == "/bin/true"  # it is the Prometheus service
+    assert not [arg for arg in argv if arg.startswith("--web.enable-lifecycle")]
+
+
+# --- down keeps Prometheus' history and Grafana's state; only `down --volumes` removes them
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(LLMFLEET_RUN_DIR=str(tmp_path / "run"))
+
+
+def test_docker_down_keeps_the_volumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def compose(state: State, root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(dockerrun, "compose", compose)
+    settings = _settings(tmp_path)
+    settings.run_dir.mkdir(parents=True)
+    state = State(str(ROOT), "cpu", ["fleet-tiny"], runner="docker", compose=dockerrun.compose_args(True))
+    dockerrun.down(state, ROOT, settings)
+    downs = [args for args in calls if args[0] == "down"]
+    assert downs and not [a for args in downs for a in args if a in ("--volumes", "-v")]
+
+
+def test_no_compose_down_in_the_docker_runner_removes_volumes() -> None:
+    """The failed-`up` clean-up too: a first `up` that fails must not delete the history of earlier runs."""
+    source = (ROOT / "src" / "llmfleet" / "dockerrun.py").read_text()
+    assert '"--volumes"' not in source and '"-v"' not in source
+
+
+def test_native_down_keeps_prometheus_history(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    tsdb = native.history_dir(settings)
+    tsdb.mkdir(parents=True)
+    (tsdb / "chunk").write_text("history")
+    State(str(ROOT), "cpu", ["fleet-tiny"]).save(settings.run_dir)
+    native.down(settings)
+    assert (tsdb / "chunk").read_text() == "history"
+
+
+def test_down_volumes_says_what_it_removes_then_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    removed: list[str] = []
+    monkeypatch.setattr(dockerrun, "project_volumes", lambda: ["llmfleet_prometheus-data", "llmfleet_grafana-data"])
+    monkeypatch.setattr(dockerrun, "remove_volumes", removed.extend)
+    settings = _settings(tmp_path)
+    tsdb = native.history_dir(settings)
+    tsdb.mkdir(parents=True)
+    fleet.remove_history(settings)
+    captured = capsys.readouterr()
+    said = " ".join((captured.err + captured.out).split())
+    for what in ("llmfleet_prometheus-data", "llmfleet_grafana-data", str(tsdb)):
+        assert what in said
+    assert removed == ["llmfleet_prometheus-data", "llmfleet_grafana-data"]
+    assert not tsdb.exists()

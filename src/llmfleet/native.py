@@ -156,9 +156,10 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 [
                     prometheus_bin,
                     f"--config.file={run_dir / 'prometheus' / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={run_dir / 'prometheus' / 'data'}",
+                    f"--storage.tsdb.path={history_dir(settings)}",
                     f"--web.listen-address={HOST}:{settings.PROMETHEUS_PORT}",
-                    "--web.enable-lifecycle",
+                    # No --web.enable-lifecycle: it lets any local user, or a web page's cross-site POST, stop
+                    # Prometheus (/-/quit). A changed config is loaded by `llmfleet restart prometheus` or SIGHUP.
                 ],
                 settings.PROMETHEUS_PORT,
                 "PROMETHEUS_PORT",
@@ -405,6 +406,11 @@ def down(settings: Settings) -> list[Started]:
         )
     (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
     return running
+
+
+def history_dir(settings: Settings) -> Path:
+    """Prometheus' TSDB. `down` leaves it (and the rest of the run dir): history outlives a restart."""
+    return settings.run_dir / "prometheus" / "data"
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
