@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
 
 from llmfleet import dockerrun, fleet, native
@@ -121,3 +122,63 @@ def test_down_volumes_says_what_it_removes_then_removes_it(
         assert what in said
     assert removed == ["llmfleet_prometheus-data", "llmfleet_grafana-data"]
     assert not tsdb.exists()
+
+
+# --- vLLM sends no usage statistics, and the vision-language model fetches no URL a request names
+
+
+class _TagBlindLoader(yaml.SafeLoader):
+    """Reads Compose files whose values carry tags (!override, !reset) as if they had none."""
+
+
+_TagBlindLoader.add_multi_constructor(
+    "!",
+    lambda loader, suffix, node: (
+        loader.construct_mapping(node)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)
+    ),
+)
+RENDERED_SERVICES = [
+    ROOT / "vllm" / "services.yaml",
+    ROOT / "compose.cpu.yaml",
+    *sorted((ROOT / "tests" / "golden").glob("*/services.yaml")),
+]
+
+
+@pytest.mark.parametrize("path", RENDERED_SERVICES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_compose_vllm_server_sends_no_usage_statistics(path: Path) -> None:
+    services = yaml.load(path.read_text(), Loader=_TagBlindLoader)["services"]
+    servers = {name: s for name, s in services.items() if name.startswith("vllm-") and "image" in s}
+    assert servers, f"no vLLM server in {path}"
+    for name, service in servers.items():
+        environment = service["environment"]
+        assert (environment.get("VLLM_NO_USAGE_STATS"), environment.get("DO_NOT_TRACK")) == ("1", "1"), name
+
+
+def _flag_values(args: list[str], flag: str) -> list[str] | None:
+    """The values after the last `flag` in a command line, None without it."""
+    if flag not in args:
+        return None
+    start = len(args) - args[::-1].index(flag)
+    values = []
+    for arg in args[start:]:
+        if arg.startswith("--"):
+            break
+        values.append(arg)
+    return values
+
+
+def test_the_vision_language_models_fetch_no_media_url_by_default() -> None:
+    """vLLM 0.32 fetches an image_url from any host unless --allowed-media-domains lists some (an empty list allows
+    all): the multimodal models list only a name that never resolves."""
+    catalog = load_catalog(ROOT)
+    multimodal = {n: m for n, m in catalog.models.items() if "--limit-mm-per-prompt" in m.vllm_args}
+    assert multimodal, "the catalog has no vision-language model any more: drop this test"
+    for name, model in multimodal.items():
+        domains = _flag_values(model.vllm_args, "--allowed-media-domains")
+        assert domains, name
+        assert all(d.endswith(".invalid") for d in domains), (name, domains)
+    assert catalog.why("--allowed-media-domains")

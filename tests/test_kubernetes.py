@@ -295,6 +295,16 @@ def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built)
 
 
 @pytest.mark.parametrize("name", PLANS)
+def test_vllm_pods_send_no_usage_statistics(name: str, built) -> None:
+    statefulsets = of(built[name], "StatefulSet")
+    assert statefulsets
+    for statefulset in statefulsets:
+        (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert (env.get("VLLM_NO_USAGE_STATS"), env.get("DO_NOT_TRACK")) == ("1", "1")
+
+
+@pytest.mark.parametrize("name", PLANS)
 def test_vllm_pods_wait_for_loading_and_share_memory_and_cache_as_in_compose(name: str, built) -> None:
     start = kubernetes.seconds(ENV["VLLM_START_PERIOD"], "VLLM_START_PERIOD")
     for statefulset in of(built[name], "StatefulSet"):

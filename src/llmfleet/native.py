@@ -24,7 +24,7 @@ from llmfleet.render import Topology, write_files
 from llmfleet.render import gateway as render_gateway
 from llmfleet.render import prometheus as render_prometheus
 from llmfleet.runstate import STATE_FILE, ServiceStatus, Started, State
-from llmfleet.serving import model_path, vllm_args
+from llmfleet.serving import NO_USAGE_STATS, model_path, vllm_args
 from llmfleet.settings import Settings
 
 HOST = "127.0.0.1"
@@ -82,7 +82,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
     for i, (name, server) in enumerate(plan.named_servers()):
         model = catalog.models[server.model]
         path = model_path(model, str(synthetic.model_dir()))
-        env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], **NO_USAGE_STATS}
         if plan.device == "cpu":
             env |= {
                 "VLLM_CPU_KVCACHE_SPACE": str(settings.VLLM_CPU_KVCACHE_SPACE),

@@ -6,6 +6,8 @@ from llmfleet.catalog import Model
 from llmfleet.plan import Server
 
 VLLM_CONTAINER_PORT = 8000
+# Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
+NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 
 def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:

@@ -13,7 +13,7 @@ from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan, Server
 from llmfleet.render import Topology, rendered
 from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
-from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
+from llmfleet.serving import NO_USAGE_STATS, VLLM_CONTAINER_PORT, model_path, vllm_args
 
 # Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up.
 SECRETS = {"path": "../.env.secrets", "required": True}
@@ -80,7 +80,7 @@ def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
         "restart": "unless-stopped",
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [SECRETS],  # VLLM_API_KEY: the backends answer the gateway only
-        "environment": dict(HF_ENVIRONMENT),
+        "environment": HF_ENVIRONMENT | NO_USAGE_STATS,
         "volumes": [HF_VOLUME],
         "healthcheck": HEALTHCHECK,
     }
@@ -107,7 +107,7 @@ def cpu_service(command: list[str], synthetic: bool, secrets: dict[str, object] 
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [secrets],  # VLLM_API_KEY: the backends answer the gateway only
         # The synthetic model is in the image: never download.
-        "environment": environment | ({"HF_HUB_OFFLINE": "1"} if synthetic else HF_ENVIRONMENT),
+        "environment": environment | ({"HF_HUB_OFFLINE": "1"} if synthetic else HF_ENVIRONMENT) | NO_USAGE_STATS,
         "shm_size": "${VLLM_SHM_SIZE:-2g}",
         "healthcheck": HEALTHCHECK,
     }

@@ -29,7 +29,7 @@ from llmfleet.errors import FleetError
 from llmfleet.render import HEADER, Topology, _Dumper, gateway, write_files
 from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
 from llmfleet.render.prometheus import SCRAPE_INTERVAL
-from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
+from llmfleet.serving import NO_USAGE_STATS, VLLM_CONTAINER_PORT, model_path, vllm_args
 
 KUBERNETES = Path("kubernetes")
 BASE = KUBERNETES / "base"
@@ -470,7 +470,8 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
     labels = {**selector, **PART_OF, POOL_LABEL: w.pool_name}
     tp = w.tensor_parallel_size
     env_vars: list[dict[str, object]] = [
-        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}}
+        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
+        *({"name": k, "value": v} for k, v in NO_USAGE_STATS.items()),
     ]
     mounts: list[dict[str, object]] = [{"name": "shm", "mountPath": "/dev/shm"}]  # noqa: S108 - vLLM's, in its pod
     shm = quantity(env["VLLM_SHM_SIZE"], "VLLM_SHM_SIZE")
