@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -206,6 +207,64 @@ def test_every_network_policy_admits_the_gateway_and_prometheus_and_nothing_else
             policy, "other", gateway["metadata"]["labels"], {"kubernetes.io/metadata.name": "other"}, 8000
         )
         assert not admits(policy, kubernetes.NAMESPACE, gateway["metadata"]["labels"], namespace, 22)
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_a_pod_labelled_prometheus_in_another_namespace_cannot_reach_vllm(name: str, built) -> None:
+    for policy in of(built[name], "NetworkPolicy"):
+        for namespace in ("default", "other", kubernetes.NAMESPACE):
+            ns_labels = {"kubernetes.io/metadata.name": namespace}
+            assert not admits(policy, namespace, PROMETHEUS_POD[0], ns_labels, VLLM_CONTAINER_PORT), namespace
+
+
+ROOT_IMAGES = {ENV[setting] for setting in kubernetes.RUNS_AS_ROOT}
+
+
+@pytest.mark.parametrize("name", BUILDS)
+def test_every_pod_runs_with_seccomp_without_privilege_escalation_or_capabilities(name: str, built) -> None:
+    templates = pod_templates(built[name])
+    assert templates
+    for workload, template in templates:
+        pod = template["spec"]
+        where = workload["metadata"]["name"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert context.get("privileged") is not True, where
+            # Only an image that needs root may run as root; any other pod must say it never does.
+            if container["image"] not in ROOT_IMAGES:
+                assert pod["securityContext"].get("runAsNonRoot") is True, where
+
+
+def test_a_pod_whose_image_needs_no_root_must_run_as_non_root() -> None:
+    assert kubernetes.pod_security("SOME_NON_ROOT_IMAGE")["runAsNonRoot"] is True
+    assert "runAsNonRoot" not in kubernetes.pod_security("VLLM_IMAGE")  # the official image runs as root
+
+
+def gib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(\D*)", quantity).groups()
+    return int(number) * {"Gi": 1, "Mi": 1 / 1024, "": 1 / 1024**3}[unit]
+
+
+@pytest.mark.parametrize("name", BUILDS)
+def test_every_container_has_a_memory_limit_above_its_request_and_shared_memory(name: str, built) -> None:
+    for workload, template in pod_templates(built[name]):
+        shm = sum(gib(v["emptyDir"]["sizeLimit"]) for v in template["spec"].get("volumes", [])
+                  if v.get("emptyDir", {}).get("medium") == "Memory")  # fmt: skip
+        for container in template["spec"]["containers"]:
+            resources = container["resources"]
+            limit = gib(resources["limits"]["memory"])
+            assert limit >= gib(resources["requests"]["memory"]) + shm, workload["metadata"]["name"]
+
+
+def test_the_namespace_enforces_pod_security_baseline_and_warns_on_restricted(built) -> None:
+    (namespace,) = of(built["default"], "Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
 
 
 @pytest.mark.parametrize("name", PLANS)
