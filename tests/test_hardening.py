@@ -5,16 +5,21 @@ and Compose commands they would run."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import stat
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import ROOT
+from test_security import HASH, requirement_entries
 
-from llmfleet import dockerrun, fleet, native
+from llmfleet import dockerrun, fleet, images, native, runtimes
 from llmfleet.catalog import load_catalog
+from llmfleet.errors import FleetError
 from llmfleet.plan import cpu_plan
 from llmfleet.runstate import State
 from llmfleet.settings import Settings
@@ -182,3 +187,99 @@ def test_the_vision_language_models_fetch_no_media_url_by_default() -> None:
         assert domains, name
         assert all(d.endswith(".invalid") for d in domains), (name, domains)
     assert catalog.why("--allowed-media-domains")
+
+
+# --- supply chain: images we build are never pulled; every lock has hashes and every install checks them
+
+COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "compose.cpu.yaml", ROOT / "gateway" / "compose.yaml",
+                 ROOT / "vllm" / "services.yaml"]  # fmt: skip
+
+
+def test_every_image_built_here_is_never_pulled() -> None:
+    """Compose pulls an image that has `build:` unless pull_policy says build: a same-named image on Docker Hub
+    would run instead of ours."""
+    built = {}
+    for path in COMPOSE_FILES:
+        services = yaml.load(path.read_text(), Loader=_TagBlindLoader)["services"]
+        built |= {f"{path.name}: {name}": s for name, s in services.items() if "build" in s}
+    assert built, "no service is built here any more: drop this test"
+    assert {where: s.get("pull_policy") for where, s in built.items()} == dict.fromkeys(built, "build")
+
+
+LOCKS = sorted((ROOT / "requirements").glob("*.txt"))
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda p: p.name)
+def test_every_locked_distribution_carries_its_hashes(lock: Path) -> None:
+    entries = requirement_entries(lock)
+    assert entries
+    unhashed = [e.split()[0] for e in entries if not HASH.search(e)]
+    assert unhashed == []
+
+
+def _pip_installs(text: str) -> list[str]:
+    """Every `pip install ...` command in a Makefile or Dockerfile, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [m.group(0) for m in re.finditer(r"pip install[^&\n]*", joined)]
+
+
+INSTALL_FILES = [ROOT / "Makefile", *sorted((ROOT / "images").glob("*/Dockerfile"))]
+
+
+@pytest.mark.parametrize("path", INSTALL_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_install_from_a_lock_requires_hashes_and_only_the_project_itself_builds(path: Path) -> None:
+    for command in _pip_installs(path.read_text()):
+        if " -r " in command:
+            assert "--require-hashes" in command and "--no-deps" in command, command
+        else:  # llmfleet itself, from this folder: its dependencies came from the lock
+            assert "--no-deps" in command and "--no-build-isolation" in command, command
+            assert re.search(r" (-e )?\.( |$)", command), command
+
+
+def test_the_runtimes_install_their_locks_with_hashes(tmp_path: Path) -> None:
+    command = runtimes.install_command(tmp_path, tmp_path / "gateway.txt")
+    assert command[1:] == ["install", "--require-hashes", "--no-deps", "-r", str(tmp_path / "gateway.txt")]
+
+
+def test_no_install_adds_a_second_package_index() -> None:
+    """A second index (--extra-index-url) lets a same-named package there win: dependency confusion."""
+    places = [*INSTALL_FILES, *sorted((ROOT / "scripts").glob("*")), *sorted((ROOT / "src").rglob("*.py"))]
+    found = [str(p.relative_to(ROOT)) for p in places if re.search(r"extra.index|EXTRA_INDEX", p.read_text())]
+    assert found == []
+
+
+def test_the_exporter_lock_has_the_versions_the_cli_pins() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = dict(d.split("==") for d in [*project["dependencies"], *project["optional-dependencies"]["dev"]])
+    exporter = dict(e.split("==") for e in requirement_entries(ROOT / "requirements" / "exporter.in"))
+    assert exporter == {name: pinned[name] for name in exporter}
+
+
+def test_the_exporter_runs_without_the_cli() -> None:
+    """Its image installs only exporter.in: the module must import nothing else of the CLI's dependencies."""
+    source = (ROOT / "src" / "llmfleet" / "exporter.py").read_text()
+    imported = set(re.findall(r"^(?:from|import) ([\w.]+)", source, re.M))
+    ours = {"__future__", "argparse", "contextlib", "sys", "time", "collections.abc", "dataclasses", "typing",
+            "prometheus_client", "prometheus_client.core", "prometheus_client.registry", "llmfleet.errors"}  # fmt: skip
+    assert imported <= ours
+    dockerfile = (ROOT / "images" / "gpu-exporter" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "-m", "llmfleet.exporter"' in dockerfile
+
+
+TORCH_CPU_WHEELS = sorted(images.WHEEL_DIRS[0].glob("torch-2.13.0+cpu-*.whl"))
+
+
+@pytest.mark.skipif(not TORCH_CPU_WHEELS, reason="no local CPU torch wheel")
+def test_the_cpu_torch_hash_in_the_lock_is_the_local_wheels() -> None:
+    (wheel,) = TORCH_CPU_WHEELS
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (torch,) = [e for e in requirement_entries(ROOT / "requirements" / "vllm-cpu.txt") if e.startswith("torch==")]
+    assert f"--hash=sha256:{digest}" in torch
+
+
+def test_the_stand_in_vllm_image_refuses_to_build_without_the_local_torch_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(images, "WHEEL_DIRS", (tmp_path,))
+    with pytest.raises(FleetError, match="CPU torch wheel"):
+        images.cpu_torch_wheels()
