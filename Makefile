@@ -109,5 +109,5 @@ params: setup  ## Re-read the request fields vLLM accepts into gateway/params.ya
 lock: $(VENV)/.installed  ## Re-resolve a lock, with hashes: make lock NAME=vllm-cpu|gateway|exporter|tools [KEEP=1]
 	scripts/lock.sh $(NAME) $(if $(KEEP),--keep)
 
-clean:  ## Remove the venv and the native run dir (not the shared caches)
+clean:  ## Remove the venv and the native run dir, with native Prometheus' history (not the shared caches)
 	rm -rf $(VENV) .run
