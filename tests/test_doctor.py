@@ -14,6 +14,7 @@ import pytest
 from conftest import free_port
 from modelfiles import SHARDS, hf_cache, truncate
 
+from llmfleet import doctor as host_doctor
 from llmfleet import hardware
 
 GPUS = hardware.inventory().gpus
@@ -139,3 +140,59 @@ def test_disk_check_reports_free_space_of_the_hf_cache(doctor, tmp_path):
     free = shutil.disk_usage(tmp_path).free / 1024**3
     shown = float(checks["disk"]["detail"].split(" GiB free at ")[0])
     assert abs(shown - free) < 1.0  # others may write to this disk meanwhile
+
+
+# --- Docker Engine and Compose versions (fake version strings: no engine needed)
+
+
+@pytest.mark.parametrize("version", ["20.10.24+dfsg1", "24.0.5", "27.5.1"])
+def test_an_engine_before_28_is_warned_that_loopback_ports_reach_the_lan(version):
+    check = host_doctor.docker_engine(version)
+    assert check.status == "warn"
+    assert "moby#45610" in check.detail and "28.3.3" in check.fix
+
+
+def test_an_engine_between_28_0_and_28_3_3_is_warned_about_firewalld_reloads():
+    check = host_doctor.docker_engine("28.1.1")
+    assert check.status == "warn"
+    assert "CVE-2025-54388" in check.detail and "moby#45610" not in check.detail
+
+
+@pytest.mark.parametrize("version", ["28.3.3", "29.0.1", "v30.1.0"])
+def test_an_engine_with_both_fixes_passes(version):
+    assert host_doctor.docker_engine(version).status == "pass"
+
+
+def test_no_engine_is_not_a_problem_for_the_engine_check():
+    assert host_doctor.docker_engine(None).status == "pass"
+    assert host_doctor.compose_plugin(None).status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("version", "named"),
+    [("2.20.2+ds1-0ubuntu1~22.04.1", "`env_file` with `required`"), ("v2.24.0", "`!override`"),
+     ("2.19.1", "`include`")],
+)  # fmt: skip
+def test_a_compose_too_old_for_our_files_is_warned_with_what_it_cannot_read(version, named):
+    check = host_doctor.compose_plugin(version)
+    assert check.status == "warn"
+    assert named in check.detail and "2.24.4" in check.fix
+
+
+@pytest.mark.parametrize("version", ["2.24.4", "v2.40.3", "5.0.0"])
+def test_a_compose_that_reads_our_files_passes(version):
+    assert host_doctor.compose_plugin(version).status == "pass"
+
+
+def test_the_compose_features_doctor_asks_for_are_the_ones_our_files_use():
+    root = Path(__file__).resolve().parents[1]
+    texts = {name: (root / name).read_text() for name in ("compose.yaml", "compose.cpu.yaml")}
+    assert "\ninclude:" in texts["compose.yaml"]
+    assert "required: true" in texts["compose.yaml"]
+    assert "!override" in texts["compose.cpu.yaml"]
+    assert [what.split("`")[1] for _, what in host_doctor.COMPOSE_FEATURES] == ["include", "env_file", "!override"]
+
+
+def test_doctor_runs_the_engine_and_compose_checks(doctor):
+    _, checks = doctor()
+    assert {"Docker Engine", "Compose plugin"} <= set(checks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -227,6 +228,64 @@ def test_litellm_admits_its_door_and_prometheus_and_nothing_else(name: str, buil
 
 
 @pytest.mark.parametrize("name", PLANS)
+def test_a_pod_labelled_prometheus_in_another_namespace_cannot_reach_vllm(name: str, built) -> None:
+    for policy in of(built[name], "NetworkPolicy"):
+        for namespace in ("default", "other", kubernetes.NAMESPACE):
+            ns_labels = {"kubernetes.io/metadata.name": namespace}
+            assert not admits(policy, namespace, PROMETHEUS_POD[0], ns_labels, VLLM_CONTAINER_PORT), namespace
+
+
+ROOT_IMAGES = {ENV[setting] for setting in kubernetes.RUNS_AS_ROOT}
+
+
+@pytest.mark.parametrize("name", BUILDS)
+def test_every_pod_runs_with_seccomp_without_privilege_escalation_or_capabilities(name: str, built) -> None:
+    templates = pod_templates(built[name])
+    assert templates
+    for workload, template in templates:
+        pod = template["spec"]
+        where = workload["metadata"]["name"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert context.get("privileged") is not True, where
+            # Only an image that needs root may run as root; any other pod must say it never does.
+            if container["image"] not in ROOT_IMAGES:
+                assert pod["securityContext"].get("runAsNonRoot") is True, where
+
+
+def test_a_pod_whose_image_needs_no_root_must_run_as_non_root() -> None:
+    assert kubernetes.pod_security("SOME_NON_ROOT_IMAGE")["runAsNonRoot"] is True
+    assert "runAsNonRoot" not in kubernetes.pod_security("VLLM_IMAGE")  # the official image runs as root
+
+
+def gib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(\D*)", quantity).groups()
+    return int(number) * {"Gi": 1, "Mi": 1 / 1024, "": 1 / 1024**3}[unit]
+
+
+@pytest.mark.parametrize("name", BUILDS)
+def test_every_container_has_a_memory_limit_above_its_request_and_shared_memory(name: str, built) -> None:
+    for workload, template in pod_templates(built[name]):
+        shm = sum(gib(v["emptyDir"]["sizeLimit"]) for v in template["spec"].get("volumes", [])
+                  if v.get("emptyDir", {}).get("medium") == "Memory")  # fmt: skip
+        for container in template["spec"]["containers"]:
+            resources = container["resources"]
+            limit = gib(resources["limits"]["memory"])
+            assert limit >= gib(resources["requests"]["memory"]) + shm, workload["metadata"]["name"]
+
+
+def test_the_namespace_enforces_pod_security_baseline_and_warns_on_restricted(built) -> None:
+    (namespace,) = of(built["default"], "Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+@pytest.mark.parametrize("name", PLANS)
 def test_gpu_requests_equal_the_plans_tensor_parallel_sizes(name: str, built) -> None:
     workloads = {w.name: w for w in cluster.workloads(plan_of(name), name)}
     statefulsets = of(built[name], "StatefulSet")
@@ -310,6 +369,16 @@ def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built)
     images = {c["image"] for _, t in pod_templates(built[name]) for c in t["spec"]["containers"]}
     assert images <= {ENV["VLLM_IMAGE"], ENV["VLLM_CPU_IMAGE"], ENV["LITELLM_IMAGE"], ENV["NGINX_IMAGE"]}
     assert not any(i.endswith(":latest") or ":" not in i for i in images)
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_vllm_pods_send_no_usage_statistics(name: str, built) -> None:
+    statefulsets = of(built[name], "StatefulSet")
+    assert statefulsets
+    for statefulset in statefulsets:
+        (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert (env.get("VLLM_NO_USAGE_STATS"), env.get("DO_NOT_TRACK")) == ("1", "1")
 
 
 @pytest.mark.parametrize("name", PLANS)

@@ -136,12 +136,19 @@ print(asyncio.run(verdict("sk-right")), asyncio.run(verdict("sk-wrong")), asynci
 
 
 PIN = re.compile(r"^[A-Za-z0-9_.\-]+(\[[\w,]+\])?==[^=\s;]+$")
+HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
+
+
+def requirement_entries(path: Path) -> list[str]:
+    """Each requirement of a requirements file, its continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
 
 
 def test_every_dependency_is_pinned_to_one_version() -> None:
     lines = []
     for lock in sorted((ROOT / "requirements").glob("*")):
-        lines += [(lock.name, line.split("#")[0].strip()) for line in lock.read_text().splitlines()]
+        lines += [(lock.name, HASH.sub("", entry).strip()) for entry in requirement_entries(lock)]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines += [("pyproject.toml", d) for d in project["dependencies"]]
     lines += [("pyproject.toml", d) for group in project["optional-dependencies"].values() for d in group]

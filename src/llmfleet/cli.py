@@ -60,9 +60,13 @@ def setup(plan: PlanOption = None) -> None:
 
 
 @app.command()
-def down() -> None:
-    """Stop exactly what `up` started."""
-    fleet.down()
+def down(
+    volumes: Annotated[
+        bool, typer.Option("--volumes", help="Also remove Prometheus' history and Grafana's state (said first).")
+    ] = False,
+) -> None:
+    """Stop exactly what `up` started. Prometheus' history and Grafana's state stay unless --volumes is given."""
+    fleet.down(volumes)
 
 
 @app.command()

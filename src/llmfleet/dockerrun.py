@@ -16,6 +16,7 @@ from llmfleet.runstate import ServiceStatus, State
 from llmfleet.settings import Settings
 
 ENGINE_TIMEOUT = 10
+PROJECT = "llmfleet"  # compose.yaml's `name:`; COMPOSE_PROJECT_NAME overrides it, as in Compose
 
 
 def engine_answers() -> tuple[bool, str]:
@@ -104,7 +105,7 @@ def up(plan_label: str, models: list[str], cpu: bool, settings: Settings, root: 
         result = compose(state, root, "up", "-d", "--wait", "--wait-timeout", timeout, capture=True)
     if result.returncode != 0:
         detail = _failure_detail(state, root, result.stdout + result.stderr)
-        compose(state, root, "down", "--volumes", "--remove-orphans", capture=True)
+        compose(state, root, "down", "--remove-orphans", capture=True)  # volumes stay: they hold history
         state.clear(settings.run_dir)
         raise FleetError(
             "the Compose stack did not come up; it was taken down again.\n" + detail,
@@ -153,8 +154,10 @@ def compose(state: State, root: Path, *args: str, capture: bool = False) -> subp
 
 
 def down(state: State, root: Path, settings: Settings) -> list[str]:
+    """Stop and remove the containers and network. The volumes stay: Prometheus' history and Grafana's state
+    outlive a restart; only `llmfleet down --volumes` removes them (remove_volumes)."""
     names = [row["Service"] for row in _ps_rows(compose(state, root, "ps", "--format", "json", capture=True).stdout)]
-    result = compose(state, root, "down", "--volumes", "--remove-orphans", capture=True)
+    result = compose(state, root, "down", "--remove-orphans", capture=True)
     if result.returncode != 0:
         raise FleetError(
             "docker compose down failed:\n" + result.stderr.strip(),
@@ -163,6 +166,31 @@ def down(state: State, root: Path, settings: Settings) -> list[str]:
         )
     state.clear(settings.run_dir)
     return names
+
+
+def project_volumes() -> list[str]:
+    """The Compose project's volumes on this engine (Prometheus' TSDB, Grafana's state); none without an engine."""
+    project = os.environ.get("COMPOSE_PROJECT_NAME") or PROJECT
+    try:
+        result = subprocess.run(
+            ["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={project}"],
+            capture_output=True, text=True, timeout=ENGINE_TIMEOUT, check=False,
+        )  # fmt: skip
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return []
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+def remove_volumes(names: list[str]) -> None:
+    if not names:
+        return
+    result = subprocess.run(["docker", "volume", "rm", *names], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise FleetError(
+            "removing the volumes failed:\n" + result.stderr.strip(),
+            "stop what still uses them (`docker ps -a --filter volume=NAME`), then run `llmfleet down --volumes`.",
+            "docker volume rm",
+        )
 
 
 def status(state: State, root: Path) -> list[ServiceStatus]:

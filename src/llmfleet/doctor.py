@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -38,6 +39,20 @@ DOCUMENTED_CAPABILITY = 7.5
 # platforms/cuda.py:649 "Bfloat16 is only supported on GPUs with compute capability of at least 8.0"
 BF16_CAPABILITY = 8.0
 ENDPOINT_TIMEOUT = 5.0
+# Engines older than these make ports published on 127.0.0.1 (the gateway, Prometheus, Grafana) reachable from the
+# LAN: a neighbour routes packets for the container's address through this host (moby#45610, fixed in 28.0.0: "only
+# engine < 28.0.0 allows remote access to ports published to the localhost address", docker/docs#22086), or, after a
+# firewalld reload, through the lost rules (CVE-2025-54388, fixed in 28.3.3).
+ENGINE_FIXES = (
+    ((28, 0, 0), "moby#45610: a LAN neighbour can reach ports published on 127.0.0.1 by routing to the container"),
+    ((28, 3, 3), "CVE-2025-54388: after a firewalld reload, ports published on 127.0.0.1 are reachable from the LAN"),
+)
+# What our Compose files use, and the Compose release that first reads it (docs.docker.com summary bars).
+COMPOSE_FEATURES = (
+    ((2, 20, 0), "`include` (compose.yaml)"),
+    ((2, 24, 0), "`env_file` with `required` (every service with secrets)"),
+    ((2, 24, 4), "the `!override` tag (compose.cpu.yaml)"),
+)
 WSL_LIBCUDA = Path("/usr/lib/wsl/lib/libcuda.so.1")
 
 
@@ -78,6 +93,8 @@ def run() -> list[Check]:
         vram(host),
         libcuda(host),
         container_toolkit(host),
+        docker_engine(docker_version(["docker", "version", "--format", "{{.Server.Version}}"])),
+        compose_plugin(docker_version(["docker", "compose", "version", "--short"])),
         wsl(host),
         plan_matches(host),
         ports(host),
@@ -303,6 +320,67 @@ def container_toolkit(host: Host) -> Check:
             "sudo systemctl restart docker`.",
         )
     return Check(name, PASS, detail)
+
+
+def docker_version(command: list[str]) -> str | None:
+    """What a `docker ... version` command prints, or None without docker or an answer."""
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(28, 3, 3) from "28.3.3", "v2.40.3" or a distribution's "20.10.24+dfsg1"; None if it is not a version."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    return (int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def docker_engine(version: str | None) -> Check:
+    name = "Docker Engine"
+    if version is None:
+        return Check(name, PASS, "no Docker engine answers: nothing is published by Docker")
+    found = parse_version(version)
+    if found is None:
+        return Check(name, WARN, f"cannot read the engine's version ({version!r})", "check `docker version`.")
+    missing = [why for fixed, why in ENGINE_FIXES if found < fixed]
+    if not missing:
+        return Check(name, PASS, f"Docker Engine {version}")
+    needed = _dotted(ENGINE_FIXES[-1][0])
+    return Check(
+        name,
+        WARN,
+        f"Docker Engine {version} is older than {needed}: " + "; ".join(missing) + ". That exposes the gateway, "
+        "Prometheus and Grafana to the LAN.",
+        f"upgrade Docker Engine to {needed} or later (Docker's own packages; Debian's docker.io lags), or drop "
+        "packets from other hosts to Docker's bridge networks in the host's firewall.",
+    )
+
+
+def compose_plugin(version: str | None) -> Check:
+    name = "Compose plugin"
+    if version is None:
+        return Check(name, PASS, "no `docker compose`: `llmfleet up` runs the fleet as local processes")
+    found = parse_version(version)
+    needed = max(v for v, _ in COMPOSE_FEATURES)
+    if found is None:
+        return Check(name, WARN, f"cannot read Compose's version ({version!r})", "check `docker compose version`.")
+    missing = [f"{what} needs {_dotted(v)}" for v, what in COMPOSE_FEATURES if found < v]
+    if not missing:
+        return Check(name, PASS, f"Compose {version}")
+    return Check(
+        name,
+        WARN,
+        f"Compose {version} cannot read our Compose files: " + "; ".join(missing) + ".",
+        f"upgrade the Compose plugin to {_dotted(needed)} or later (Docker's docker-compose-plugin package).",
+    )
 
 
 # --- the host ------------------------------------------------------------------------------------------------------

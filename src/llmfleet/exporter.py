@@ -7,7 +7,9 @@ dcgm-exporter or nvidia_gpu_exporter: monitoring/README.md ("The GPU exporter").
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -94,6 +96,7 @@ def _text(value: str | bytes) -> str:
 
 
 def serve(host: str, port: int) -> None:
+    """Serve GPU memory, utilisation, power and temperature from NVML as Prometheus metrics."""
     try:
         REGISTRY.register(NvmlCollector())
     except Exception as e:  # NVMLError, or the library missing altogether
@@ -105,3 +108,20 @@ def serve(host: str, port: int) -> None:
     start_http_server(port, addr=host)
     while True:
         time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m llmfleet.exporter`: the exporter without the CLI, so its image needs only what it imports
+    (requirements/exporter.in)."""
+    parser = argparse.ArgumentParser(prog="python -m llmfleet.exporter", description=serve.__doc__)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (in its container: all)")  # noqa: S104
+    parser.add_argument("--port", type=int, default=9835)
+    args = parser.parse_args(argv)
+    try:
+        serve(args.host, args.port)
+    except FleetError as e:
+        sys.exit(str(e))
+
+
+if __name__ == "__main__":
+    main()

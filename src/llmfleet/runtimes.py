@@ -60,8 +60,9 @@ def ensure(runtime: Runtime, root: Path) -> Path:
         with log.open("w") as out:
             steps = [
                 [sys.executable, "-m", "venv", str(target)],
-                # --no-deps: the lock is the whole environment, resolved once when it was written.
-                [str(target / "bin" / "pip"), "install", "--no-deps", "-r", str(runtime.lock(root))],
+                # --no-deps: the lock is the whole environment, resolved once when it was written; --require-hashes:
+                # every file must be the one that was locked (scripts/lock.sh).
+                install_command(target, runtime.lock(root)),
             ]
             for step in steps:
                 if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, check=False).returncode != 0:
@@ -73,6 +74,10 @@ def ensure(runtime: Runtime, root: Path) -> Path:
                     )
         (target / COMPLETE).write_text(runtime.lock(root).read_text())
     return target
+
+
+def install_command(target: Path, lock: Path) -> list[str]:
+    return [str(target / "bin" / "pip"), "install", "--require-hashes", "--no-deps", "-r", str(lock)]
 
 
 def tail(path: Path, lines: int) -> str:

@@ -14,6 +14,8 @@ CONTAINER_GUARD_DIR = "/opt/llmfleet/guard"  # where Compose and Kubernetes moun
 # One request may hold at most this share of a server's batch (`n` choices each take a sequence slot).
 MAX_BATCH_SHARE = 4
 BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB): only what skipped it meets this
+# Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
+NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 
 def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:

@@ -13,7 +13,15 @@ from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan, Server
 from llmfleet.render import Topology, rendered
 from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
-from llmfleet.serving import BACKEND_GUARD, CONTAINER_GUARD_DIR, VLLM_CONTAINER_PORT, guard_env, model_path, vllm_args
+from llmfleet.serving import (
+    BACKEND_GUARD,
+    CONTAINER_GUARD_DIR,
+    NO_USAGE_STATS,
+    VLLM_CONTAINER_PORT,
+    guard_env,
+    model_path,
+    vllm_args,
+)
 
 # Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up.
 SECRETS = {"path": "../.env.secrets", "required": True}
@@ -83,7 +91,7 @@ def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
         "restart": "unless-stopped",
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [SECRETS],  # VLLM_API_KEY: the backends answer the gateway only
-        "environment": HF_ENVIRONMENT | guard_environment(server),
+        "environment": HF_ENVIRONMENT | NO_USAGE_STATS | guard_environment(server),
         "volumes": [HF_VOLUME, guard_volume(GUARD_SOURCE)],
         "healthcheck": HEALTHCHECK,
     }
@@ -125,7 +133,7 @@ def cpu_service(
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [secrets],  # VLLM_API_KEY: the backends answer the gateway only
         # The synthetic model is in the image: never download.
-        "environment": environment | ({"HF_HUB_OFFLINE": "1"} if synthetic else HF_ENVIRONMENT),
+        "environment": environment | ({"HF_HUB_OFFLINE": "1"} if synthetic else HF_ENVIRONMENT) | NO_USAGE_STATS,
         "shm_size": "${VLLM_SHM_SIZE:-2g}",
         "healthcheck": HEALTHCHECK,
     }

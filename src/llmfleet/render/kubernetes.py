@@ -30,7 +30,15 @@ from llmfleet.errors import FleetError
 from llmfleet.render import HEADER, Topology, _Dumper, door, gateway, write_files
 from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
 from llmfleet.render.prometheus import SCRAPE_INTERVAL
-from llmfleet.serving import BACKEND_GUARD, CONTAINER_GUARD_DIR, VLLM_CONTAINER_PORT, guard_env, model_path, vllm_args
+from llmfleet.serving import (
+    BACKEND_GUARD,
+    CONTAINER_GUARD_DIR,
+    NO_USAGE_STATS,
+    VLLM_CONTAINER_PORT,
+    guard_env,
+    model_path,
+    vllm_args,
+)
 
 KUBERNETES = Path("kubernetes")
 BASE = KUBERNETES / "base"
@@ -66,8 +74,24 @@ GPU_NAME_ANNOTATION = "llmfleet/gpu-name"
 GPU_RESOURCE = "nvidia.com/gpu"
 # kube-prometheus-stack: its Prometheus pods carry this label, and it selects monitors and rules by `release`.
 PROMETHEUS_POD_LABELS = {NAME: "prometheus"}
+PROMETHEUS_NAMESPACE = (
+    "monitoring"  # where kube-prometheus-stack runs; the NetworkPolicy admits its pods from there only
+)
 RELEASE_LABEL = {"release": "kube-prometheus-stack"}
-KEDA_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"  # the operator's Service for its Prometheus
+KEDA_PROMETHEUS = f"http://prometheus-operated.{PROMETHEUS_NAMESPACE}.svc:9090"  # the operator's Prometheus Service
+# Every container: no privilege escalation and no Linux capability (none of ours binds a port below 1024, changes
+# owners or users). Every pod: the runtime's default seccomp profile.
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# The official LiteLLM and vLLM images run as root (vLLM keeps its caches under /root), so their pods cannot be
+# runAsNonRoot without rebuilt images; a pod of any other image is. Hence Pod Security enforces `baseline` (which
+# allows root) and warns and audits against `restricted`.
+RUNS_AS_ROOT = frozenset({"LITELLM_IMAGE", "VLLM_IMAGE", "VLLM_CPU_IMAGE"})
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+GATEWAY_MEMORY_LIMIT = "2Gi"  # one LiteLLM worker idles near 400 MiB; a flood of large bodies is killed, not the node
 QUEUE_PER_REPLICA = 4  # waiting requests per replica KEDA aims at (see the autoscaling file's comment)
 SCALE_DOWN_WINDOW_S = 600  # a replica costs minutes of loading: keep it until the load has been low for 10 min
 HF_CACHE_IN_POD = "/root/.cache/huggingface"  # the official vLLM image runs as root
@@ -181,7 +205,7 @@ def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
     }
     pod = {
         "automountServiceAccountToken": False,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 65534},
+        "securityContext": pod_security("NGINX_IMAGE") | {"fsGroup": 65534},
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": DOOR_CONFIG}},
@@ -210,6 +234,14 @@ def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
     return [deployment, service, _pdb(DOOR, {NAME: DOOR}, labels, {"minAvailable": 1})]
 
 
+def pod_security(image_setting: str) -> dict[str, object]:
+    """A pod's securityContext: seccomp always, runAsNonRoot wherever its image does not need root."""
+    context: dict[str, object] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if image_setting not in RUNS_AS_ROOT:
+        context["runAsNonRoot"] = True
+    return context
+
+
 def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
     labels = {NAME: GATEWAY, **PART_OF}
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
@@ -224,7 +256,8 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "ports": [{"name": "http", "containerPort": gateway.CONTAINER_PORT}],
         "env": [*key, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
         "volumeMounts": [{"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True}],
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": GATEWAY_MEMORY_LIMIT}},
+        "securityContext": CONTAINER_SECURITY,
         "startupProbe": probe | {"failureThreshold": 12},
         "readinessProbe": probe | {"failureThreshold": 3},
         "livenessProbe": probe | {"failureThreshold": 6},
@@ -240,6 +273,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "securityContext": pod_security("LITELLM_IMAGE"),
                     "containers": [container],
                     "volumes": [{"name": "config", "configMap": {"name": GATEWAY_CONFIG}}],
                 },
@@ -280,7 +314,10 @@ def _gateway_network_policy() -> dict[str, object]:
                 {
                     "from": [
                         {"podSelector": {"matchLabels": {NAME: DOOR}}},  # this namespace's door
-                        {"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS}},
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
+                            "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
+                        },
                     ],
                     "ports": [{"protocol": "TCP", "port": gateway.CONTAINER_PORT}],
                 }
@@ -301,7 +338,12 @@ def _network_policy() -> dict[str, object]:
                 {
                     "from": [
                         {"podSelector": {"matchLabels": {NAME: GATEWAY}}},  # this namespace's gateway
-                        {"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS}},
+                        # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled
+                        # prometheus in any other namespace is refused.
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
+                            "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
+                        },
                     ],
                     "ports": [{"protocol": "TCP", "port": VLLM_CONTAINER_PORT}],
                 }
@@ -330,7 +372,8 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
             {"name": DOOR_CONFIG, "files": [f"door/{door.CONTAINER_CONFIG.name}"]},
         ],
     )
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": PART_OF}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": NAMESPACE, "labels": {**PART_OF, **POD_SECURITY}}}  # fmt: skip
     gateway_notes = (
         f"The gateway: LiteLLM with the hand-written files of gateway/ (ConfigMap {GATEWAY_CONFIG}) and the overlay's",
         f"models.yaml. Its keys come from the Secret {SECRET}, which you create (nothing default is shipped):",
@@ -344,8 +387,9 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
     )
     policy_notes = (
         "vLLM pods accept traffic on their port from this namespace's gateway and from Prometheus pods",
-        f"({NAME}=prometheus, in any namespace: kube-prometheus-stack's) only; gateway pods from this namespace's door",
-        "and Prometheus only. Probes come from the kubelet.",
+        f"({NAME}=prometheus) in namespace {PROMETHEUS_NAMESPACE} (kube-prometheus-stack's) only; patch the namespace",
+        "if your Prometheus runs elsewhere. Gateway pods accept this namespace's door and the same Prometheus only.",
+        "Probes come from the kubelet.",
     )
     files = {
         BASE / "kustomization.yaml": document(RENDERER, [kustomization]),
@@ -569,7 +613,7 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
         {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
         {"name": "PYTHONPATH", "value": CONTAINER_GUARD_DIR},  # the backend guard, and its caps from the plan
     ]
-    env_vars += [{"name": k, "value": v} for k, v in guard_env(w.server).items()]
+    env_vars += [{"name": k, "value": v} for k, v in (NO_USAGE_STATS | guard_env(w.server)).items()]
     mounts: list[dict[str, object]] = [
         {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - vLLM's, in its pod
         {"name": "guard", "mountPath": CONTAINER_GUARD_DIR, "readOnly": True},
@@ -582,12 +626,14 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
         {"name": "guard", "configMap": {"name": GUARD_CONFIG}},
     ]
+    image_setting = "VLLM_IMAGE" if w.server.gpus else "VLLM_CPU_IMAGE"
     container: dict[str, object] = {
         "name": "vllm",
-        "image": env["VLLM_IMAGE"] if w.server.gpus else env["VLLM_CPU_IMAGE"],
+        "image": env[image_setting],
         "args": args,
         "ports": [{"name": "http", "containerPort": VLLM_CONTAINER_PORT}],
         "env": env_vars,
+        "securityContext": CONTAINER_SECURITY,
     }
     claims: list[dict[str, object]] = []
     if model.synthetic:  # its config and tokenizer come in a ConfigMap; the weights are dummies: never download
@@ -607,13 +653,19 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
             {"name": "VLLM_CPU_KVCACHE_SPACE", "value": env["VLLM_CPU_KVCACHE_SPACE"]},  # GiB of KV cache
             {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
         ]
-        container["resources"] = {"requests": {"cpu": "1", "memory": "3Gi"}}
-    else:
-        # Requests without limits: the scheduler keeps servers off a node that cannot hold them, and no memory
-        # limit kills a server while it loads its weights. The GPU count is the tensor-parallel size.
+        memory = 3
+        kv_cache = int(env["VLLM_CPU_KVCACHE_SPACE"])
         container["resources"] = {
-            "requests": {"cpu": str(2 * tp), "memory": f"{8 * tp}Gi", GPU_RESOURCE: tp},
-            "limits": {GPU_RESOURCE: tp},
+            "requests": {"cpu": "1", "memory": f"{memory}Gi"},
+            "limits": {"memory": memory_limit(memory + kv_cache, shm)},
+        }
+    else:
+        # The GPU count is the tensor-parallel size. The memory limit leaves room for a whole copy of the weights
+        # in host memory while they load, so only a runaway server is killed, not one loading its weights.
+        memory = 8 * tp
+        container["resources"] = {
+            "requests": {"cpu": str(2 * tp), "memory": f"{memory}Gi", GPU_RESOURCE: tp},
+            "limits": {"memory": memory_limit(memory + math.ceil(model.weights_gib), shm), GPU_RESOURCE: tp},
         }
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
     start = seconds(env["VLLM_START_PERIOD"], "VLLM_START_PERIOD")
@@ -626,6 +678,7 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
     }
     pod: dict[str, object] = {
         "automountServiceAccountToken": False,
+        "securityContext": pod_security(image_setting),
         # A Service named vllm would put VLLM_PORT=tcp://... into the environment, which vLLM reads as its own.
         "enableServiceLinks": False,
         "containers": [container],
@@ -670,6 +723,13 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
     }  # fmt: skip
     # One replica at a time may be drained; a single-replica workload can still be drained (and is down meanwhile).
     return [statefulset, service, _pdb(w.name, selector, labels, {"maxUnavailable": 1})]
+
+
+def memory_limit(gib: int, shm: str) -> str:
+    """`gib` plus the pod's /dev/shm: a memory-backed emptyDir counts against the container's memory limit."""
+    number, unit = re.fullmatch(r"(\d+)(\D*)", shm).groups()  # type: ignore[union-attr]
+    mib = gib * 1024 + int(number) * {"Gi": 1024, "Mi": 1, "Ki": 1 / 1024, "": 1 / 1024**2}[unit]
+    return f"{math.ceil(mib / 1024)}Gi"
 
 
 def _cache_size(weights_gib: float) -> str:
