@@ -6,6 +6,12 @@ from llmfleet.catalog import Model
 from llmfleet.plan import Server
 
 VLLM_CONTAINER_PORT = 8000
+MODELS_IN_CONTAINER = "/opt/llmfleet/models"  # the synthetic model in the image; converted ones mounted there
+
+
+def dir_in_container(model: Model) -> str:
+    """Where a container finds a model that is not downloaded from the Hub: the synthetic one, or a converted one."""
+    return f"{MODELS_IN_CONTAINER}/{model.name}"
 
 
 def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:
@@ -27,9 +33,17 @@ def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port:
     return [*args, *model.vllm_args, *server.extra_args]
 
 
-def model_path(model: Model, synthetic_dir: str) -> str:
-    """What vLLM's --model gets: the Hugging Face repo id, or the synthetic model's directory."""
+def model_path(model: Model, synthetic_dir: str, packaged_dir: str) -> str:
+    """What vLLM's --model gets: the Hugging Face repo id, the synthetic model's directory, or the folder a packaged
+    model was converted into (src/llmfleet/realmodel.py)."""
     if model.synthetic:
         return synthetic_dir
-    assert model.repo, f"catalog entry {model.name} has neither repo nor synthetic"
+    if model.package:
+        return packaged_dir
+    assert model.repo, f"catalog entry {model.name} has neither repo, package nor synthetic"
     return model.repo
+
+
+def container_model_path(model: Model) -> str:
+    """--model inside a container (Compose, Kubernetes): models that are not downloaded sit in MODELS_IN_CONTAINER."""
+    return model_path(model, dir_in_container(model), dir_in_container(model))
