@@ -153,7 +153,7 @@ def _convert(model: Model, root: Path, python: Path, target: Path) -> None:
     started = time.monotonic()
     try:
         with (
-            report.step(f"Converting {model.name} from {packaged.gguf.name} into {target} (once; under a minute)"),
+            report.step(f"Converting {model.name} from {packaged.gguf.name} into {target} (once; about a minute)"),
             log.open("w") as out,
         ):
             done = subprocess.run(
