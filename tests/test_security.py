@@ -135,7 +135,7 @@ print(asyncio.run(verdict("sk-right")), asyncio.run(verdict("sk-wrong")), asynci
     assert result.stdout.split() == ["401", "401", "accepted", "401", "401"]
 
 
-PIN = re.compile(r"^[A-Za-z0-9_.\-]+(\[[\w,]+\])?==[^=\s;]+$")
+PIN = re.compile(r"^[A-Za-z0-9_.\-]+(\[[\w,]+\])?==[^=\s;]+?(--hash=sha256:[0-9a-f]{64})?$")
 
 
 def test_every_dependency_is_pinned_to_one_version() -> None:
