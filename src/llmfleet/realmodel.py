@@ -131,9 +131,11 @@ def ensure(model: Model, root: Path, python: Path) -> Path:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent setup waits for this conversion instead of racing it
             if not target.is_dir():
                 _convert(model, root, python, target)
-    result = verify.check_dir(target)
+    result = verify.check_dir(target)  # what `llmfleet verify` checks, on every setup and up
     if not result.ok:
         raise verify.incomplete(model.name, result, model)
+    weights = result.weight_bytes / 2**30
+    report.info(f"{model.name}: {target} verified (config, tokenizer, {weights:.2f} GiB of weights).")
     return target
 
 
