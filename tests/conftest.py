@@ -197,10 +197,11 @@ STACK_MODEL = "fleet-tiny"
 
 
 @contextmanager
-def booted(tmp: Path, plan: str, timeout: float = 900) -> Iterator[Stack]:
-    """`llmfleet up --plan PLAN` with its own run dir, secrets and ports; at the end, `llmfleet down` must leave no
-    process of it running and no port of it open."""
+def booted(tmp: Path, plan: str, timeout: float = 900, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """`llmfleet up --plan PLAN` with its own run dir, secrets and ports (and settings from `env`); at the end,
+    `llmfleet down` must leave no process of it running and no port of it open."""
     cli = make_cli(tmp)
+    cli.env.update(env or {})
     up = cli("up", "--plan", plan, timeout=timeout)
     state = cli.state()
     try:

@@ -33,7 +33,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
         yield openai.OpenAI(base_url=url, api_key=os.environ.get("LLMFLEET_REAL_MODEL_KEY", "none"), max_retries=0,
                             timeout=120)  # fmt: skip
         return
-    with booted(tmp_path_factory.mktemp("real-model"), PLAN, timeout=1800) as stack:
+    # Two servers compiling the model on a shared 2-core host took up to 8 minutes each to be healthy: more than
+    # VLLM_START_TIMEOUT's default allows.
+    with booted(tmp_path_factory.mktemp("real-model"), PLAN, timeout=1800, env={"VLLM_START_TIMEOUT": "1500"}) as stack:
         assert stack.state["models"] == [MODEL]
         yield openai.OpenAI(base_url=f"{stack.gateway}/v1", api_key=stack.key, max_retries=0, timeout=120)
 

