@@ -26,7 +26,7 @@ def convert(gguf: Path, out: Path) -> dict[str, object]:
     started = time.monotonic()
     out.mkdir(parents=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     model.hf_quantizer = None  # the weights are plain bf16 tensors now: nothing is left to quantize
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -42,6 +42,8 @@ def convert(gguf: Path, out: Path) -> dict[str, object]:
         "config": {k: getattr(model.config, k, None) for k in FACTS},
     }
     (out / "llmfleet-conversion.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    for path in out.iterdir():  # safetensors writes 0600: a container running as another user could not read it
+        path.chmod(0o644)
     return facts
 
 
