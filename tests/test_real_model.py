@@ -146,7 +146,9 @@ QUESTION = "What is the weather in Paris, in celsius?"
 # vLLM forces a named tool call through a structural tag in the parser's format (<tool_call>{"name": ...,
 # "arguments": ...}</tool_call> for hermes), but pins the arguments to the tool's schema only for a tool marked
 # `strict`, or for every tool when the server runs with `--tool-strict-level parameter`, as the catalog has it for
-# smollm2-135m. Without either, this model answered {"name": "get_weather", "arguments": "celsius"}.
+# smollm2-135m. Without either, this model answered {"name": "get_weather", "arguments": "celsius"}. The gateway
+# (LiteLLM 1.106's hosted_vllm provider) deletes `strict` and `additionalProperties: false` from the tools it passes
+# on, so through it both cases below rest on the server's flag; straight to vLLM, the first holds without the flag.
 STRICTNESS = [pytest.param(True, id="strict-tool"), pytest.param(None, id="server-strict-level")]
 
 
