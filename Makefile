@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 LLMFLEET := $(BIN)/llmfleet
-# `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan.
+# `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan (PLAN=cpu-tiny: fleet-tiny).
 UP_FLAGS := $(if $(RUNNER),--runner $(RUNNER)) $(if $(PLAN),--plan $(PLAN))
 
 .PHONY: loadtest soak drill bench-gateway params help up down status logs test test-unit test-stack test-realmodel test-compose lint fmt render dashboards plan download doctor setup \

@@ -14,7 +14,10 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add
 
 PlanOption = Annotated[
     str | None,
-    typer.Option(help="`cpu` for the built-in CPU plan, or a plan file. Default: fleet.yaml if this host has GPUs."),
+    typer.Option(
+        help="`cpu` for the built-in CPU plan (smollm2-135m), `cpu-tiny` for its synthetic twin (fleet-tiny), or a "
+        "plan file. Default: fleet.yaml if this host has GPUs."
+    ),
 ]
 
 
