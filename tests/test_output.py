@@ -34,6 +34,7 @@ def own_project(cli: Cli, tmp_path: Path) -> Cli:
     root = tmp_path / "project"
     (root / "vllm").mkdir(parents=True)
     shutil.copy(ROOT / "vllm" / "catalog.yaml", root / "vllm" / "catalog.yaml")
+    shutil.copytree(ROOT / "requirements", root / "requirements")  # the packaged model's version is pinned there
     cli.env["LLMFLEET_ROOT"] = str(root)
     return cli
 

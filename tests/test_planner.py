@@ -154,8 +154,8 @@ def test_a_mixed_host_gets_a_model_per_card_and_a_group_per_model(catalog) -> No
 
 def test_no_gpu_gives_the_cpu_plan_and_says_so_plainly(catalog) -> None:
     host = host_plan("none", catalog)
-    assert host.plan.device == "cpu" and host.plan.model_groups() == {"fleet-tiny": ["vllm-cpu0", "vllm-cpu1"]}
-    assert "the CPU plan" in host.notes[0] and "smoke-test" in host.notes[0]
+    assert host.plan.device == "cpu" and host.plan.model_groups() == {"smollm2-135m": ["vllm-cpu0", "vllm-cpu1"]}
+    assert "the CPU plan" in host.notes[0] and "SmolLM2 135M Instruct" in host.notes[0]
 
 
 def test_a_host_whose_driver_answers_with_no_gpu_gets_the_cpu_plan_with_the_reason(catalog) -> None:

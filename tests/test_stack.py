@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import Stack, assert_door_logs_show_a_fresh_request
+from conftest import STACK_MODEL, STACK_PLAN, Stack, assert_door_logs_show_a_fresh_request
 
 from llmfleet import procs
 
 pytestmark = pytest.mark.stack
 
-MODEL = "fleet-tiny"
+MODEL = STACK_MODEL
 
 
 def sdk(stack: Stack, key: str | None = None) -> openai.OpenAI:
@@ -134,7 +134,7 @@ def test_vllm_series_carry_their_server_and_model_group(stack: Stack) -> None:
 
 def test_second_up_says_so_and_changes_nothing(stack: Stack) -> None:
     before = stack.cli.state()
-    again = stack.cli("up", "--plan", "cpu")
+    again = stack.cli("up", "--plan", STACK_PLAN)
     assert again.returncode == 0
     assert "already running" in again.stdout
     assert stack.cli.state() == before

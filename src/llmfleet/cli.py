@@ -40,7 +40,10 @@ def _options(
 
 PlanOption = Annotated[
     str | None,
-    typer.Option(help="`cpu` for the built-in CPU plan, or a plan file. Default: fleet.yaml if this host has GPUs."),
+    typer.Option(
+        help="`cpu` for the built-in CPU plan (smollm2-135m), `cpu-tiny` for its synthetic twin (fleet-tiny), or a "
+        "plan file. Default: fleet.yaml if this host has GPUs."
+    ),
 ]
 
 

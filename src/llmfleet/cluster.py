@@ -234,7 +234,9 @@ def _header(hosts: dict[str, HostPlan], command: str) -> str:
         lines.append(f"Budget per card, in GiB of what vLLM may use (memory x {CUDA_VISIBLE} x utilization):")
     for pool, host in hosts.items():
         if host.plan.device == "cpu":  # the CPU plan's own note speaks of fleet.yaml and `up`
-            lines.append(f"Pool {pool} has no GPU: vLLM's CPU build. {synthetic.NOTICE}")
+            served = ", ".join(sorted(host.plan.model_groups()))
+            notice = f" {synthetic.NOTICE}" if synthetic.NAME in host.plan.model_groups() else ""
+            lines.append(f"Pool {pool} has no GPU: vLLM's CPU build, serving {served}.{notice}")
         else:
             lines += [f"Note ({pool}): {note}" for note in host.notes if note != POOLS_NOTE]
     for pool, _, name, server, budget in budgets:

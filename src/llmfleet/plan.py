@@ -165,12 +165,34 @@ class Plan(BaseModel):
         return models
 
 
+CPU_MODEL = "smollm2-135m"  # a real model: it answers questions (src/llmfleet/realmodel.py)
+TINY_MODEL = "fleet-tiny"  # the synthetic one: random weights, ready in seconds, for the stack's own tests
+
+
 def cpu_plan() -> Plan:
-    """The plan for a host with no GPU: two vLLM CPU servers with the built-in synthetic model."""
+    """The plan for a host with no GPU: two vLLM CPU servers with a real model, SmolLM2 135M Instruct.
+
+    max_num_seqs 16: at 22.5 kB of KV cache per token (30 layers x 3 KV heads x 64 x 2 x bf16), 16 requests of
+    2,048 tokens take 0.7 of the 1 GiB VLLM_CPU_KVCACHE_SPACE gives each server, and two requests of the full
+    4,096 fit ten times over.
+    """
     return Plan(
         device="cpu",
-        servers=[Server(model="fleet-tiny", max_model_len=2048, max_num_seqs=16) for _ in range(CPU_SERVERS)],
+        servers=[Server(model=CPU_MODEL, max_model_len=4096, max_num_seqs=16) for _ in range(CPU_SERVERS)],
     )
+
+
+def cpu_tiny_plan() -> Plan:
+    """Two vLLM CPU servers with the synthetic fleet-tiny: the stack's tests, which need an engine faster than a
+    real model and never judge its answers (`llmfleet up --plan cpu-tiny`)."""
+    return Plan(
+        device="cpu",
+        servers=[Server(model=TINY_MODEL, max_model_len=2048, max_num_seqs=16) for _ in range(CPU_SERVERS)],
+    )
+
+
+# `--plan NAME`: the plans built into llmfleet, by the name the command line gives them.
+BUILTIN_PLANS = {"cpu": cpu_plan, "cpu-tiny": cpu_tiny_plan}
 
 
 def plan_path() -> Path:

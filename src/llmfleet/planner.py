@@ -247,9 +247,9 @@ def _too_big(catalog: Catalog, model: Model, cards: list[GpuInfo], utilization: 
 
 def _cpu_host(catalog: Catalog, model: str | None, label: str, why: str) -> HostPlan:
     plan = cpu_plan()
-    note = (f"{why}: the CPU plan, {CPU_SERVERS} vLLM CPU servers with fleet-tiny, a synthetic smoke-test model "
-            "(random weights: its answers are noise). fleet.yaml is not written for it: on a host without a GPU "
-            "`llmfleet up` runs this built-in plan by itself.")  # fmt: skip
+    note = (f"{why}: the CPU plan, {CPU_SERVERS} vLLM CPU servers with {plan.servers[0].model} (SmolLM2 135M "
+            "Instruct, converted from its PyPI wheel by `llmfleet setup`). fleet.yaml is not written for it: on a host "
+            "without a GPU `llmfleet up` runs this built-in plan by itself.")  # fmt: skip
     if model is not None and model != plan.servers[0].model:
         chosen = catalog.get(model, "--model")
         if not chosen.cpu:
@@ -331,7 +331,7 @@ def describe(host: HostPlan, catalog: Catalog) -> dict[str, object]:
                 "vllm_args": vllm_args(
                     server,
                     model,
-                    model_path=model_path(model, "MODEL_DIR"),
+                    model_path=model_path(model, "MODEL_DIR", "MODEL_DIR"),
                     host="0.0.0.0",  # noqa: S104
                     port=VLLM_CONTAINER_PORT,
                 ),

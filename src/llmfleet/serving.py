@@ -17,6 +17,13 @@ BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB):
 # Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
 NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
+MODELS_IN_CONTAINER = "/opt/llmfleet/models"  # the synthetic model in the image; converted ones mounted there
+
+
+def dir_in_container(model: Model) -> str:
+    """Where a container finds a model that is not downloaded from the Hub: the synthetic one, or a converted one."""
+    return f"{MODELS_IN_CONTAINER}/{model.name}"
+
 
 def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:
     """Arguments for `vllm serve`; the served name is the catalog name, which clients send as `model`."""
@@ -47,9 +54,17 @@ def guard_env(server: Server) -> dict[str, str]:
     }
 
 
-def model_path(model: Model, synthetic_dir: str) -> str:
-    """What vLLM's --model gets: the Hugging Face repo id, or the synthetic model's directory."""
+def model_path(model: Model, synthetic_dir: str, packaged_dir: str) -> str:
+    """What vLLM's --model gets: the Hugging Face repo id, the synthetic model's directory, or the folder a packaged
+    model was converted into (src/llmfleet/realmodel.py)."""
     if model.synthetic:
         return synthetic_dir
-    assert model.repo, f"catalog entry {model.name} has neither repo nor synthetic"
+    if model.package:
+        return packaged_dir
+    assert model.repo, f"catalog entry {model.name} has neither repo, package nor synthetic"
     return model.repo
+
+
+def container_model_path(model: Model) -> str:
+    """--model inside a container (Compose, Kubernetes): models that are not downloaded sit in MODELS_IN_CONTAINER."""
+    return model_path(model, dir_in_container(model), dir_in_container(model))

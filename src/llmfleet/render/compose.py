@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import textwrap
 
+from llmfleet import paths, realmodel
 from llmfleet.budget import CUDA_VISIBLE
-from llmfleet.catalog import Catalog
+from llmfleet.catalog import Catalog, Model
 from llmfleet.plan import Plan, Server
 from llmfleet.render import Topology, rendered
 from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
@@ -18,8 +19,9 @@ from llmfleet.serving import (
     CONTAINER_GUARD_DIR,
     NO_USAGE_STATS,
     VLLM_CONTAINER_PORT,
+    container_model_path,
+    dir_in_container,
     guard_env,
-    model_path,
     vllm_args,
 )
 
@@ -36,7 +38,7 @@ HEALTHCHECK = {
     # Downloading and loading weights takes minutes; failed checks before then do not count.
     "start_period": "${VLLM_START_PERIOD:-20m}",
 }  # fmt: skip
-SYNTHETIC_DIR_IN_IMAGE = "/opt/llmfleet/models/fleet-tiny"
+SYNTHETIC_DIR_IN_IMAGE = "/opt/llmfleet/models/fleet-tiny"  # serving.dir_in_container of fleet-tiny
 HF_ENVIRONMENT = {
     "HF_ENDPOINT": "${HF_ENDPOINT:-https://huggingface.co}",
     "HF_TOKEN": "${HF_TOKEN:-}",
@@ -71,9 +73,9 @@ def services(plan: Plan, catalog: Catalog) -> str:
     comments: dict[str, list[str]] = {}
     for i, (name, server) in enumerate(plan.named_servers()):
         model = catalog.models[server.model]
-        command = vllm_args(server, model, model_path=model_path(model, SYNTHETIC_DIR_IN_IMAGE), host="0.0.0.0",  # noqa: S104
+        command = vllm_args(server, model, model_path=container_model_path(model), host="0.0.0.0",  # noqa: S104
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
-        services[name] = _gpu_service(server, command) if server.gpus else cpu_service(server, command, model.synthetic)
+        services[name] = _gpu_service(server, command) if server.gpus else cpu_service(server, command, model)
         comments[name] = _explain(plan, i, catalog, command)
     # The gateway (gateway/compose.yaml, merged with this file) starts once every backend is healthy, with as many
     # workers as the plan's token rate needs.
@@ -115,7 +117,7 @@ def guard_volume(source: str) -> str:
 def cpu_service(
     server: Server,
     command: list[str],
-    synthetic: bool,
+    model: Model,
     secrets: dict[str, object] = SECRETS,
     guard_source: str = GUARD_SOURCE,
 ) -> dict[str, object]:
@@ -126,19 +128,32 @@ def cpu_service(
         "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # let the host's scheduler spread the servers over the cores
         **guard_environment(server),
     }
+    local = model.synthetic or model.package is not None  # in the image, or mounted from the host: never download
     service: dict[str, object] = {
         "image": "${VLLM_CPU_IMAGE:?set VLLM_CPU_IMAGE in .env to a pinned vLLM CPU image tag}",
         "command": command,
         "restart": "unless-stopped",
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [secrets],  # VLLM_API_KEY: the backends answer the gateway only
-        # The synthetic model is in the image: never download.
-        "environment": environment | ({"HF_HUB_OFFLINE": "1"} if synthetic else HF_ENVIRONMENT) | NO_USAGE_STATS,
+        # In the image, or mounted from the host: never download.
+        "environment": environment | ({"HF_HUB_OFFLINE": "1"} if local else HF_ENVIRONMENT) | NO_USAGE_STATS,
         "shm_size": "${VLLM_SHM_SIZE:-2g}",
         "healthcheck": HEALTHCHECK,
     }
-    service["volumes"] = [guard_volume(guard_source)] + ([] if synthetic else [HF_VOLUME])
+    volumes = [guard_volume(guard_source)]
+    if model.package:
+        volumes.append(converted_volume(model))
+    elif not model.synthetic:
+        volumes.append(HF_VOLUME)
+    service["volumes"] = volumes
     return service
+
+
+def converted_volume(model: Model) -> str:
+    """A packaged model's converted folder, mounted read-only from the host's cache (`llmfleet setup` and `up`
+    convert it there first): any vLLM CPU image serves it, the official one or the stand-in, without a rebuild."""
+    folder = realmodel.folder_name(model, paths.project_root())
+    return f"${{LLMFLEET_CACHE_DIR:-~/.cache/llmfleet}}/models/{folder}:{dir_in_container(model)}:ro"
 
 
 def _explain(plan: Plan, i: int, catalog: Catalog, command: list[str]) -> list[str]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from llmfleet.catalog import Catalog
 from llmfleet.plan import Plan
 from llmfleet.render import Tagged, rendered
-from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, cpu_service
+from llmfleet.render.compose import cpu_service
 from llmfleet.render.gateway import GATEWAY_FILES, compose_workers, container_command
-from llmfleet.serving import BACKEND_GUARD, VLLM_CONTAINER_PORT, model_path, vllm_args
+from llmfleet.serving import BACKEND_GUARD, VLLM_CONTAINER_PORT, container_model_path, vllm_args
 
 GPU_ONLY_PROFILE = "gpu"  # never in COMPOSE_PROFILES on a CPU host: what carries it does not start
 MODELS_FILE = "gateway/models.cpu.yaml"
@@ -27,13 +27,13 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
     services["gpu-exporter"] = {"profiles": [GPU_ONLY_PROFILE]}
     for name, server in cpu.named_servers():
         model = catalog.models[server.model]
-        command = vllm_args(server, model, model_path=model_path(model, SYNTHETIC_DIR_IN_IMAGE), host="0.0.0.0",  # noqa: S104
+        command = vllm_args(server, model, model_path=container_model_path(model), host="0.0.0.0",  # noqa: S104
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
         # This file is read beside compose.yaml, so the secrets file is named from the project's folder.
         services[name] = cpu_service(
             server,
             command,
-            model.synthetic,
+            model,
             secrets={"path": ".env.secrets", "required": True},
             guard_source=f"./vllm/{BACKEND_GUARD}",
         )

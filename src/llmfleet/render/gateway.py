@@ -9,14 +9,16 @@ from llmfleet.render import Topology, rendered
 
 # How long a backend may take to send the first token of a short prompt before the gateway retries the request on
 # another (gateway/guard.py adds time for longer prompts). A GPU under load queues requests behind long prefills;
-# the CPU plan's synthetic model answers in a fraction of a second, so a frozen server is noticed within seconds.
+# the CPU plans' models answer in a fraction of a second (smollm2-135m: first token in 0.1-0.7 s, a forced tool call's
+# grammar included, on a busy 2-core host), so a frozen server is noticed within seconds.
 FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 2}
 
 # What one LiteLLM worker relays: about 1,500 streamed tokens/s, a core's worth (benchmarks/gateway.md: 0.44-0.74
 # CPU-seconds per 1,000 tokens of long answers).
 WORKER_TOKENS_PER_S = 1500
 # One stream's decode speed while its server runs a full batch, an estimate: a 7B AWQ model on an RTX 3060 decodes
-# 32 sequences at about 30 tokens/s each; the CPU plan's synthetic model, two servers on two cores, about 25.
+# 32 sequences at about 30 tokens/s each; the CPU plans, two servers on two cores, about 25 (smollm2-135m decodes one
+# stream at about 30 tokens/s).
 STREAM_TOKENS_PER_S = {"cuda": 30, "cpu": 25}
 
 CONTAINER_PORT = 4000  # LiteLLM's port inside its container, in Compose (gateway/compose.yaml) and Kubernetes

