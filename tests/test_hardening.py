@@ -45,13 +45,18 @@ def test_system_deps_never_stops_or_disables_a_service_the_host_runs(tmp_path: P
     _stub(stubs, "apt-get", record)
     _stub(stubs, "redis-server", record)
     _stub(stubs, "systemctl", record + "\nexit 0  # every service reads as active")
+    for tool in ("tee", "chmod", "rm"):  # the policy-rc.d that keeps nginx's package from starting a server
+        _stub(stubs, tool, record)
     result = subprocess.run(
         ["/bin/bash", str(ROOT / "scripts" / "system-deps.sh")],
-        env={"PATH": str(stubs)}, capture_output=True, text=True, timeout=30, check=False,
+        env={"PATH": str(stubs), "POLICY_RC_D": str(tmp_path / "policy-rc.d")},
+        capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     ran = calls.read_text().splitlines()
     assert any(line.startswith("apt-get install") for line in ran)  # the install path was taken
+    assert any(line.startswith("apt-get install") and "nginx-light" in line for line in ran)
+    assert any(line.startswith("tee") and "policy-rc.d" in line for line in ran)  # no service started by the install
     assert [line for line in ran if line.startswith("systemctl") and "is-active" not in line] == []
 
 
