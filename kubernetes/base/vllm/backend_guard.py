@@ -68,8 +68,8 @@ def check_body(body: bytes, max_n: int, max_tokens: int) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and value > max_tokens:
             raise Refusal(
                 400,
-                f"{field} is {value}; this model's servers allow at most {max_tokens} tokens (max_model_len). "
-                f"Ask for fewer.",
+                f"{field} is {value}; this model's servers allow at most max_model_len={max_tokens} tokens, "
+                "prompt included. Ask for fewer.",
                 field,
             )
 

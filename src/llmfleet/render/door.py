@@ -26,7 +26,7 @@ AUTH_CACHE_S = 10
 CONTAINER_PORT = 8080  # the door's port inside its container (unprivileged: it runs as a non-root user)
 CONTAINER_STATE_DIR = "/tmp"  # noqa: S108 - its pid, temp files and key cache: a private tmpfs of its container
 CONTAINER_CONFIG = Path("gateway/door.conf")  # rendered, committed: Compose mounts it, Kubernetes ships it
-HOW_TO_AUTH = "Send `Authorization: Bearer <key>`; the key is in .env.secrets on the gateway's host."
+HOW_TO_AUTH = "Send `Authorization: Bearer <LITELLM_MASTER_KEY>`; the key is in .env.secrets on the gateway's host."
 # Routes served, by prefix; anything else is a 404 that lists them. Data routes are the OpenAI ones the guard
 # checks; the rest are LiteLLM's health, metrics and admin routes (each needs the key, as before).
 DATA_ROUTES = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions")
