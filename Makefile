@@ -22,6 +22,9 @@ $(VENV)/.installed: pyproject.toml requirements/tools.txt
 	touch $@
 
 up: $(VENV)/.installed  ## Start the fleet (Docker when an engine answers, else native; CPU plan without GPUs)
+	@# The native runner needs Prometheus, Redis and nginx on the host; Docker brings its own in images.
+	@if [ "$(RUNNER)" = native ] || { [ "$(RUNNER)" != docker ] && ! timeout 10 docker info >/dev/null 2>&1; }; then \
+		scripts/system-deps.sh; fi
 	$(LLMFLEET) up $(UP_FLAGS)
 
 down: $(VENV)/.installed  ## Stop what `make up` started; history stays (VOLUMES=1 removes it too)
