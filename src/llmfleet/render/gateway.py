@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 
+from llmfleet import synthetic
 from llmfleet.plan import Plan
 from llmfleet.render import Topology, rendered
 
 # How long a backend may take to send the first token of a short prompt before the gateway retries the request on
 # another (gateway/guard.py adds time for longer prompts). A GPU under load queues requests behind long prefills;
-# the CPU plans' models answer in a fraction of a second (smollm2-135m: first token in 0.1-0.7 s, a forced tool call's
-# grammar included, on a busy 2-core host), so a frozen server is noticed within seconds.
-FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 2}
+# the CPU plan's synthetic model answers in a fraction of a second, so a frozen server is noticed within seconds; a
+# real model on two shared cores takes seconds to start an answer once requests queue (one backend down, every
+# request on the other), and a 2 s limit would take a healthy but busy server out of rotation.
+FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 15}
+SYNTHETIC_FIRST_TOKEN_TIMEOUT_S = 2
 
 # What one LiteLLM worker relays: about 1,500 streamed tokens/s, a core's worth (benchmarks/gateway.md: 0.44-0.74
 # CPU-seconds per 1,000 tokens of long answers).
@@ -26,6 +29,10 @@ CONTAINER_PORT = 4000  # LiteLLM's port inside its container, in Compose (gatewa
 # Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
 # Every runner ships all of them beside the rendered models.yaml.
 GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "loadaware.py", "params.yaml")
+
+
+def first_token_timeout(plan: Plan, model: str) -> int:
+    return SYNTHETIC_FIRST_TOKEN_TIMEOUT_S if model == synthetic.NAME else FIRST_TOKEN_TIMEOUT_S[plan.device]
 
 
 def workers(plan: Plan) -> int:
@@ -60,7 +67,7 @@ def deployments(plan: Plan, topology: Topology) -> list[dict[str, object]]:
                 "model": f"hosted_vllm/{server.model}",
                 "api_base": f"http://{address}/v1",
                 "api_key": "os.environ/VLLM_API_KEY",
-                "stream_timeout": FIRST_TOKEN_TIMEOUT_S[plan.device],  # also the longest pause between tokens
+                "stream_timeout": first_token_timeout(plan, server.model),  # also the longest pause between tokens
             },
             "model_info": {
                 "id": name,
