@@ -69,15 +69,15 @@ images: docker-deps  ## Build the stand-in images for hosts that cannot pull (ne
 	$(LLMFLEET) images build
 
 lint: $(VENV)/.installed  ## ruff, mypy (src/, as pyproject.toml configures it) and the rendered-files check
-	$(BIN)/ruff check src tests gateway loadtest scripts benchmarks
-	$(BIN)/ruff format --check src tests gateway loadtest scripts benchmarks
+	$(BIN)/ruff check src tests gateway vllm loadtest scripts benchmarks
+	$(BIN)/ruff format --check src tests gateway vllm loadtest scripts benchmarks
 	$(BIN)/mypy
 	$(LLMFLEET) render --check
 	$(LLMFLEET) dashboards --check
 
 fmt: $(VENV)/.installed
-	$(BIN)/ruff format src tests gateway loadtest scripts
-	$(BIN)/ruff check --fix src tests gateway loadtest scripts
+	$(BIN)/ruff format src tests gateway vllm loadtest scripts
+	$(BIN)/ruff check --fix src tests gateway vllm loadtest scripts
 
 test-unit: $(VENV)/.installed system-deps  ## Fast tests: no server started
 	$(BIN)/pytest -m "not stack and not compose and not realmodel"

@@ -54,24 +54,17 @@ def check_body(body: bytes, max_n: int, max_tokens: int) -> None:
         return  # vLLM answers malformed JSON with its own 400
     if not isinstance(request, dict):
         return
-    for field in CHOICE_FIELDS:
-        value = request.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > max_n:
-            raise Refusal(
-                400,
-                f"{field} is {value}; this fleet allows at most {max_n} choices per request (a quarter of a "
-                f"server's batch). Ask for fewer, or send several requests.",
-                field,
-            )
-    for field in TOKEN_FIELDS:
-        value = request.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > max_tokens:
-            raise Refusal(
-                400,
-                f"{field} is {value}; this model's servers allow at most max_model_len={max_tokens} tokens, "
-                "prompt included. Ask for fewer.",
-                field,
-            )
+    limits = (
+        (CHOICE_FIELDS, max_n, "{field} is {value}; this fleet allows at most {cap} choices per request (a quarter "
+         "of a server's batch). Ask for fewer, or send several requests."),
+        (TOKEN_FIELDS, max_tokens, "{field} is {value}; this model's servers allow at most max_model_len={cap} "
+         "tokens, prompt included. Ask for fewer."),
+    )  # fmt: skip
+    for fields, cap, message in limits:
+        for field in fields:
+            value = request.get(field)
+            if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+                raise Refusal(400, message.format(field=field, value=value, cap=cap), field)
 
 
 class BackendGuard:

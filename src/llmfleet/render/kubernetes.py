@@ -223,16 +223,7 @@ def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
-    service: dict[str, object] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": DOOR, "labels": labels},
-        "spec": {
-            "selector": {NAME: DOOR},
-            "ports": [{"name": "http", "port": gateway.CONTAINER_PORT, "targetPort": "http"}],
-        },
-    }
-    return [deployment, service, _pdb(DOOR, {NAME: DOOR}, labels, {"minAvailable": 1})]
+    return [deployment, _http_service(DOOR, labels), _pdb(DOOR, {NAME: DOOR}, labels, {"minAvailable": 1})]
 
 
 def pod_security(image_setting: str) -> dict[str, object]:
@@ -281,16 +272,20 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
             },
         },
     }
-    service: dict[str, object] = {
+    return [deployment, _http_service(GATEWAY, labels), _pdb(GATEWAY, {NAME: GATEWAY}, labels, {"minAvailable": 1})]
+
+
+def _http_service(name: str, labels: dict[str, str]) -> dict[str, object]:
+    """The Service of the door or the gateway: port 4000 (the gateway's own, as on one host) to the pod's http."""
+    return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": GATEWAY, "labels": labels},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
-            "selector": {NAME: GATEWAY},
+            "selector": {NAME: name},
             "ports": [{"name": "http", "port": gateway.CONTAINER_PORT, "targetPort": "http"}],
         },
     }
-    return [deployment, service, _pdb(GATEWAY, {NAME: GATEWAY}, labels, {"minAvailable": 1})]
 
 
 def _pdb(name: str, selector: dict[str, str], labels: dict[str, str], budget: dict[str, int]) -> dict[str, object]:
@@ -304,41 +299,27 @@ def _pdb(name: str, selector: dict[str, str], labels: dict[str, str], budget: di
 
 def _gateway_network_policy() -> dict[str, object]:
     """LiteLLM answers its door and Prometheus only: a client never reaches it around the door's checks."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": GATEWAY, "labels": PART_OF},
-        "spec": {
-            "podSelector": {"matchLabels": {NAME: GATEWAY}},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {"podSelector": {"matchLabels": {NAME: DOOR}}},  # this namespace's door
-                        {
-                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
-                            "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
-                        },
-                    ],
-                    "ports": [{"protocol": "TCP", "port": gateway.CONTAINER_PORT}],
-                }
-            ],
-        },
-    }
+    return _admit_only(GATEWAY, GATEWAY, DOOR, gateway.CONTAINER_PORT)
 
 
 def _network_policy() -> dict[str, object]:
+    """vLLM answers the gateway and Prometheus only."""
+    return _admit_only("vllm", "vllm", GATEWAY, VLLM_CONTAINER_PORT)
+
+
+def _admit_only(name: str, app: str, client: str, port: int) -> dict[str, object]:
+    """Pods labelled `app` accept traffic on `port` from this namespace's `client` pods and Prometheus only."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "vllm", "labels": PART_OF},
+        "metadata": {"name": name, "labels": PART_OF},
         "spec": {
-            "podSelector": {"matchLabels": {NAME: "vllm"}},
+            "podSelector": {"matchLabels": {NAME: app}},
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
                     "from": [
-                        {"podSelector": {"matchLabels": {NAME: GATEWAY}}},  # this namespace's gateway
+                        {"podSelector": {"matchLabels": {NAME: client}}},  # this namespace's own
                         # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled
                         # prometheus in any other namespace is refused.
                         {
@@ -346,7 +327,7 @@ def _network_policy() -> dict[str, object]:
                             "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
                         },
                     ],
-                    "ports": [{"protocol": "TCP", "port": VLLM_CONTAINER_PORT}],
+                    "ports": [{"protocol": "TCP", "port": port}],
                 }
             ],
         },
