@@ -218,7 +218,7 @@ def write_door_config(settings: Settings) -> None:
     config = folder / "nginx.conf"
     config.touch(mode=0o600)
     config.write_text(render_door.nginx_conf(door, "# Written by llmfleet up (src/llmfleet/render/door.py).\n"))
-    for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "keys"):
+    for name in render_door.STATE_FOLDERS:
         (folder / name).mkdir(mode=0o700, exist_ok=True)
         if user:
             shutil.chown(folder / name, *user.split())

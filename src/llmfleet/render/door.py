@@ -23,6 +23,11 @@ from llmfleet.render.gateway import CONTAINER_PORT as LITELLM_CONTAINER_PORT
 
 # How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.
 AUTH_CACHE_S = 10
+# The folders nginx writes in its state folder: each temp path by directive, then the key cache. A runner that
+# starts nginx as root hands exactly these to its workers (native.write_door_config).
+TEMP_FOLDERS = {"client_body": "body", "proxy": "proxy", "fastcgi": "fastcgi", "uwsgi": "uwsgi", "scgi": "scgi"}
+KEY_CACHE_FOLDER = "keys"
+STATE_FOLDERS = (*TEMP_FOLDERS.values(), KEY_CACHE_FOLDER)
 CONTAINER_PORT = 8080  # the door's port inside its container (unprivileged: it runs as a non-root user)
 CONTAINER_STATE_DIR = "/tmp"  # noqa: S108 - its pid, temp files and key cache: a private tmpfs of its container
 CONTAINER_CONFIG = Path("gateway/door.conf")  # rendered, committed: Compose mounts it, Kubernetes ships it
@@ -96,6 +101,7 @@ def nginx_conf(door: Door, header: str) -> str:
         "|".join(r.lstrip("/") for r in routes) for routes in (DATA_ROUTES, MODEL_ROUTES, ADMIN_PREFIXES, ADMIN_ROUTES)
     )
     user = f"user {door.user};\n" if door.user else ""
+    temp_paths = "\n".join(f"    {kind}_temp_path {state}/{folder};" for kind, folder in TEMP_FOLDERS.items())
     return f"""{header}{user}worker_processes 1;  # one core relays tens of thousands of chunks a second
 daemon off;
 pid {state}/nginx.pid;
@@ -119,14 +125,10 @@ http {{
     send_timeout 60s;
     keepalive_timeout 75s;
 
-    client_body_temp_path {state}/body;
-    proxy_temp_path {state}/proxy;
-    fastcgi_temp_path {state}/fastcgi;
-    uwsgi_temp_path {state}/uwsgi;
-    scgi_temp_path {state}/scgi;
+{temp_paths}
     # Keys LiteLLM accepted, {AUTH_CACHE_S} s each (proxy_cache_valid below). The cache holds keys: it lives in the
     # door's private state folder.
-    proxy_cache_path {state}/keys levels=1 keys_zone=keys:1m max_size=8m inactive=60s use_temp_path=off;
+    proxy_cache_path {state}/{KEY_CACHE_FOLDER} levels=1 keys_zone=keys:1m max_size=8m inactive=60s use_temp_path=off;
 
     upstream litellm {{
         server {door.litellm} max_fails=0;
