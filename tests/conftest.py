@@ -211,8 +211,11 @@ def booted(tmp: Path, plan: str, timeout: float = 900, env: dict[str, str] | Non
     try:
         assert up.returncode == 0, f"llmfleet up failed:\n{up.stdout}\n{up.stderr}"
         assert state is not None
+        _BOOTED.append(cli)
         yield Stack(cli, state, up.stdout)
     finally:
+        if cli in _BOOTED:
+            _BOOTED.remove(cli)
         now = cli.state()  # tests that restart a backend change its pid: check what runs now as well
         down = cli("down", timeout=120)
         if state is not None:
@@ -242,3 +245,31 @@ def _is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+# --- what a failed stack test leaves for the CI log --------------------------------------------------------------
+
+_BOOTED: list[Cli] = []  # the stacks running now, newest last
+
+
+def _stack_diagnosis(cli: Cli) -> str:
+    """`llmfleet status` and the last lines each service logged (LiteLLM's debug lines left out): a stack test that
+    fails in CI says which service stopped answering, and why, without a second run."""
+    parts = []
+    status = cli("status", timeout=60)
+    parts.append(f"$ llmfleet status  (exit {status.returncode})\n{status.stdout}{status.stderr}")
+    for log in sorted((cli.run_dir / "logs").glob("*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines() if " - DEBUG" not in line]
+        parts.append(f"--- {log.name}, last lines\n" + "\n".join(lines[-25:]))
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.failed and "stack" in getattr(item, "fixturenames", ()) and _BOOTED:
+        try:
+            report.sections.append(("stack diagnosis", _stack_diagnosis(_BOOTED[-1])))
+        except Exception as problem:  # a diagnosis must never hide the failure it explains
+            report.sections.append(("stack diagnosis", f"could not be gathered: {problem!r}"))
+    return report

@@ -96,7 +96,10 @@ def nginx_conf(door: Door, header: str) -> str:
         f"        location = /_error/{status} {{ internal; return {code} {_error_body(code, answers, status)}; }}"
         for status, code in sorted(shown.items())
     )
-    error_pages = "\n".join(f"        error_page {status} /_error/{status};" for status in sorted(shown))
+    # `=code`: without it nginx keeps the first status (a 500 would stay a 500 under a 503's body).
+    error_pages = "\n".join(
+        f"        error_page {status} ={code} /_error/{status};" for status, code in sorted(shown.items())
+    )
     data, models, admin, admin_exact = (
         "|".join(r.lstrip("/") for r in routes) for routes in (DATA_ROUTES, MODEL_ROUTES, ADMIN_PREFIXES, ADMIN_ROUTES)
     )
