@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from llmfleet.fleet import load_settings, running_state
+from llmfleet.run.fleet import load_settings, running_state
 from llmfleet.secrets import read_secrets
 
 NGINX_CONF = """\

@@ -22,8 +22,8 @@ from typing import Any
 from locust import HttpUser, between, events, task
 from locust.env import Environment
 
-from llmfleet.loadtest.scenarios import LANGUAGES, Scenario
-from llmfleet.loadtest.stream import Answer, StreamTimer, whole_answer
+from llmfleet.ops.loadtest.scenarios import LANGUAGES, Scenario
+from llmfleet.ops.loadtest.stream import Answer, StreamTimer, whole_answer
 
 HERE = Path(__file__).resolve().parent
 _samples: Any = None  # the per-request record file, opened at test start

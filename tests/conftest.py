@@ -19,7 +19,9 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from llmfleet import paths, procs, runtimes
+from llmfleet import paths
+from llmfleet.models import runtimes
+from llmfleet.run import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Cli, Stack
 
-from llmfleet import bench
+from llmfleet.ops import bench
 
 
 def cell(way_in: str, requests: int, tokens: int, ttft_p50: float, cpu: float | None = None) -> bench.Cell:

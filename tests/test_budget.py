@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet import budget
-from llmfleet.catalog import load_catalog
-from llmfleet.hardware import GpuInfo
-from llmfleet.planner import size
+from llmfleet.plan import budget
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.hardware import GpuInfo
+from llmfleet.plan.planner import size
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 / 1024

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet import paths
-from llmfleet.catalog import load_catalog
+from llmfleet.plan.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 # The models issue 3 asks the catalog to hold.
@@ -53,7 +53,7 @@ def test_every_real_model_names_its_config_json_and_where_it_was_confirmed(catal
 def test_packaged_model_facts_match_the_config_it_was_converted_to(catalog) -> None:
     """The catalog's figures for smollm2-135m against the config.json and safetensors of the converted folder
     (`llmfleet setup` writes it); skipped on a host that has not converted it."""
-    from llmfleet import realmodel
+    from llmfleet.models import realmodel
 
     model = catalog.models["smollm2-135m"]
     folder = realmodel.model_dir(model, ROOT)
@@ -71,7 +71,7 @@ def test_packaged_model_facts_match_the_config_it_was_converted_to(catalog) -> N
 
 
 def test_synthetic_model_facts_match_the_config_it_is_served_with(catalog) -> None:
-    from llmfleet import synthetic
+    from llmfleet.plan import synthetic
 
     tiny = catalog.models[synthetic.NAME]
     assert tiny.layers == synthetic.CONFIG["num_hidden_layers"]

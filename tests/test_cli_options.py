@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from llmfleet import cli
+from llmfleet.cli import main as cli
 
 runner = CliRunner()
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import free_port
 from modelfiles import SHARDS, hf_cache, truncate
 
-from llmfleet import doctor as host_doctor
-from llmfleet import hardware
+from llmfleet.ops import doctor as host_doctor
+from llmfleet.plan import hardware
 
 GPUS = hardware.inventory().gpus
 

@@ -31,10 +31,10 @@ from huggingface_hub.errors import HfHubHTTPError, IncompleteSnapshotError
 from huggingface_hub.utils import hf_raise_for_status
 from modelfiles import SHARDS, hf_cache, truncate
 
-from llmfleet import download
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.hfcache import HubSettings
+from llmfleet.models import download
+from llmfleet.models.hfcache import HubSettings
+from llmfleet.plan.catalog import load_catalog
 
 MODEL = "Qwen2.5-7B-Instruct-AWQ"
 

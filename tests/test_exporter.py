@@ -13,7 +13,7 @@ from monitoringtools import rules, series_names
 
 from llmfleet.dashboards.queries import QUERIES
 from llmfleet.exporter import GAUGES, LABELS, METRIC_NAMES
-from llmfleet.plan import Gpu, Plan, Server
+from llmfleet.plan.schema import Gpu, Plan, Server
 from llmfleet.render.prometheus import gpu_relabels
 
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import Cli
 
 from llmfleet.errors import FleetError
-from llmfleet.gpuspec import parse_spec
+from llmfleet.plan.gpuspec import parse_spec
 
 
 def host(text: str):

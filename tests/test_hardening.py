@@ -17,11 +17,15 @@ import yaml
 from conftest import ROOT
 from test_security import HASH, requirement_entries
 
-from llmfleet import dockerrun, fleet, images, native, runtimes
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.plan import cpu_plan
-from llmfleet.runstate import State
+from llmfleet.models import runtimes
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.schema import cpu_plan
+from llmfleet.run import fleet
+from llmfleet.run.docker import images
+from llmfleet.run.docker import lifecycle as dockerrun
+from llmfleet.run.native import lifecycle as native
+from llmfleet.run.state import State
 from llmfleet.settings import Settings
 
 # --- make setup (scripts/system-deps.sh)
@@ -102,7 +106,7 @@ def test_docker_down_keeps_the_volumes(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_no_compose_down_in_the_docker_runner_removes_volumes() -> None:
     """The failed-`up` clean-up too: a first `up` that fails must not delete the history of earlier runs."""
-    source = (ROOT / "src" / "llmfleet" / "dockerrun.py").read_text()
+    source = (ROOT / "src" / "llmfleet" / "run" / "docker" / "lifecycle.py").read_text()
     assert '"--volumes"' not in source and '"-v"' not in source
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from modelfiles import REPO, hf_cache
 
-from llmfleet import hfcache
-from llmfleet.hfcache import HubSettings
+from llmfleet.models import hfcache
+from llmfleet.models.hfcache import HubSettings
 
 
 def test_native_servers_get_hf_cache_as_hf_home_and_the_mirror(tmp_path):

@@ -97,11 +97,11 @@ def test_the_output_sink_imports_nothing_of_llmfleet() -> None:
 
 
 def test_only_the_cli_and_its_operations_import_the_display_code() -> None:
-    importers = {name for name, targets in import_graph().items() if "llmfleet.report" in targets}
-    assert importers == {"llmfleet.cli", "llmfleet.fleet"}
+    importers = {name for name, targets in import_graph().items() if "llmfleet.cli.report" in targets}
+    assert importers == {"llmfleet.cli.main", "llmfleet.run.fleet"}
 
 
 def test_the_load_test_report_and_runner_share_step_from_below_them() -> None:
     graph = import_graph()
-    assert "llmfleet.loadtest.run" not in graph["llmfleet.loadtest.report"]
-    assert "llmfleet.loadtest.summary" in graph["llmfleet.loadtest.report"]
+    assert "llmfleet.ops.loadtest.run" not in graph["llmfleet.ops.loadtest.report"]
+    assert "llmfleet.ops.loadtest.summary" in graph["llmfleet.ops.loadtest.report"]

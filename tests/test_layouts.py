@@ -14,10 +14,10 @@ import pytest
 import yaml
 from conftest import Cli
 
-from llmfleet import gpuspec, layouts, planner
-from llmfleet.budget import GIB
-from llmfleet.catalog import load_catalog
-from llmfleet.plan import load_plan
+from llmfleet.plan import gpuspec, layouts, planner
+from llmfleet.plan.budget import GIB
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.schema import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from conftest import ROOT, Stack
 
-from llmfleet import procs
+from llmfleet.run import procs
 
 pytestmark = pytest.mark.stack
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Cli
 
-from llmfleet import output, report
-from llmfleet.bench import Cell, Comparison
-from llmfleet.catalog import load_catalog
-from llmfleet.doctor import Check
-from llmfleet.drill import Drill, Figure
-from llmfleet.runstate import ServiceStatus
-from llmfleet.startup import Phase
+from llmfleet import output
+from llmfleet.cli import report
+from llmfleet.ops.bench import Cell, Comparison
+from llmfleet.ops.doctor import Check
+from llmfleet.ops.drill import Drill, Figure
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.run.startup import Phase
+from llmfleet.run.state import ServiceStatus
 
 LONG = "an-unusually-long-name-that-no-80-column-table-has-room-for-beside-the-others"
 

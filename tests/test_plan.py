@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.plan import cpu_plan, load_plan
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.schema import cpu_plan, load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_the_kv_cache_of_the_cpu_plan_holds_its_batch_and_two_full_requests() ->
 
 
 def test_the_tiny_plan_is_two_servers_of_the_synthetic_model_by_name() -> None:
-    from llmfleet.plan import BUILTIN_PLANS
+    from llmfleet.plan.schema import BUILTIN_PLANS
 
     plan = BUILTIN_PLANS["cpu-tiny"]()
     assert plan.model_groups() == {"fleet-tiny": ["vllm-cpu0", "vllm-cpu1"]}
@@ -77,7 +77,7 @@ def test_committed_plan_is_the_seeds_host_two_rtx3060_with_qwen25_7b_awq() -> No
 
 
 def test_committed_plan_is_what_the_planner_writes_for_the_seeds_host() -> None:
-    from llmfleet import planner
+    from llmfleet.plan import planner
 
     catalog = load_catalog(ROOT)
     fresh = planner.plan_gpus("2x12GiB:RTX3060", None, catalog)[""].plan

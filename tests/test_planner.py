@@ -19,11 +19,11 @@ import pytest
 import yaml
 from conftest import Cli
 
-from llmfleet import planner
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.gpuspec import parse_spec
-from llmfleet.plan import load_plan
+from llmfleet.plan import planner
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.gpuspec import parse_spec
+from llmfleet.plan.schema import load_plan
 from llmfleet.render import compose, gateway, prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,14 +159,14 @@ def test_no_gpu_gives_the_cpu_plan_and_says_so_plainly(catalog) -> None:
 
 
 def test_a_host_whose_driver_answers_with_no_gpu_gets_the_cpu_plan_with_the_reason(catalog) -> None:
-    from llmfleet.hardware import Inventory
+    from llmfleet.plan.hardware import Inventory
 
     hosts = planner.plan_gpus(None, Inventory((), None, "no NVIDIA driver answered (Driver Not Loaded)"), catalog)
     assert hosts[""].plan.device == "cpu" and "Driver Not Loaded" in hosts[""].notes[0]
 
 
 def test_a_card_busy_with_something_else_is_planned_with_a_warning(catalog) -> None:
-    from llmfleet.hardware import GpuInfo
+    from llmfleet.plan.hardware import GpuInfo
 
     busy = GpuInfo(0, "NVIDIA GeForce RTX 3060", 12.0, uuid="GPU-1", memory_free_gib=8.0, compute_capability=8.6)
     host = planner.plan_host([busy], catalog)

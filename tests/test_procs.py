@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from llmfleet import procs
+from llmfleet.run import procs
 
 
 def spawn_group() -> subprocess.Popen[bytes]:

@@ -1,4 +1,4 @@
-"""Packaged models (src/llmfleet/realmodel.py): the lock's data wheels, the folder keyed on the wheel's version, the
+"""Packaged models (models/realmodel.py): the lock's data wheels, the folder keyed on the wheel's version, the
 wheel's own hash, and a conversion that is complete or absent. The converter is replaced by small scripts here; the
 real conversion runs in `llmfleet setup` (and test_real_model.py serves its result)."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet import realmodel, runtimes
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
+from llmfleet.models import realmodel, runtimes
+from llmfleet.plan.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 

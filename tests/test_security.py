@@ -14,7 +14,8 @@ import pytest
 import yaml
 from conftest import ROOT, Stack, free_port
 
-from llmfleet import paths, runtimes
+from llmfleet import paths
+from llmfleet.models import runtimes
 
 MODEL = "fleet-tiny"
 GET_ROUTES = ["/v1/models", "/models", f"/v1/models/{MODEL}", "/model/info", "/v1/model/info", "/model_group/info",

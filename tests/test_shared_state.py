@@ -19,7 +19,8 @@ import httpx
 import pytest
 from conftest import Stack, free_ports, in_gateway_python
 
-from llmfleet import native, probe
+from llmfleet.run import probe
+from llmfleet.run.native import lifecycle as native
 
 pytestmark = pytest.mark.stack
 PASSWORD = "test-only-" + "x" * 16

@@ -14,7 +14,7 @@ import openai
 import pytest
 from conftest import STACK_MODEL, STACK_PLAN, Stack, assert_door_logs_show_a_fresh_request
 
-from llmfleet import procs
+from llmfleet.run import procs
 
 pytestmark = pytest.mark.stack
 

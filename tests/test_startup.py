@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet import startup
-from llmfleet.startup import DOWNLOADING, FAILED, LOADING, READY, STARTING, WARMING_UP
+from llmfleet.run import startup
+from llmfleet.run.startup import DOWNLOADING, FAILED, LOADING, READY, STARTING, WARMING_UP
 
 LOGS = Path(__file__).parent / "data" / "vllm-logs"
 READY_LOG = (LOGS / "cpu-ready.log").read_text()

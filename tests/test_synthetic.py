@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from llmfleet import synthetic
+from llmfleet.plan import synthetic
 
 
 @pytest.fixture
@@ -48,6 +48,6 @@ def test_chat_markers_are_single_tokens_and_eos_is_im_end(model_dir: Path) -> No
 
 def test_every_place_that_shows_it_says_it_is_a_smoke_test_model(model_dir: Path) -> None:
     assert "smoke-test" in (model_dir / "README.md").read_text()
-    from llmfleet.catalog import load_catalog
+    from llmfleet.plan.catalog import load_catalog
 
     assert "smoke test" in load_catalog(Path(__file__).resolve().parents[1]).models["fleet-tiny"].description

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from modelfiles import COMMIT, REPO, SHARDS, TINY, hf_cache, local_dir, truncate
 
-from llmfleet import verify
-from llmfleet.catalog import load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.hfcache import HubSettings
+from llmfleet.models import verify
+from llmfleet.models.hfcache import HubSettings
+from llmfleet.plan.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,9 @@ import pytest
 from conftest import ROOT, free_port
 from modelfiles import SHARDS, local_dir, truncate
 
-from llmfleet import runtimes, startup, synthetic, verify
+from llmfleet.models import runtimes, verify
+from llmfleet.plan import synthetic
+from llmfleet.run import startup
 
 pytestmark = pytest.mark.stack
 

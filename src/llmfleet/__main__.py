@@ -1,3 +1,3 @@
-from llmfleet.cli import main
+from llmfleet.cli.main import main
 
 main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmfleet.errors import FleetError
-from llmfleet.plan import Plan, cpu_plan, load_plan
+from llmfleet.plan.schema import Plan, cpu_plan, load_plan
 from llmfleet.render import gateway
 from llmfleet.settings import load_settings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmfleet.plan import Gpu, Plan, Server, cpu_plan
+from llmfleet.plan.schema import Gpu, Plan, Server, cpu_plan
 from llmfleet.render import compose
 from llmfleet.render import prometheus as render_prometheus
 from llmfleet.settings import Settings

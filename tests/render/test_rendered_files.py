@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from llmfleet.catalog import load_catalog
-from llmfleet.plan import load_plan
+from llmfleet.plan.catalog import load_catalog
+from llmfleet.plan.schema import load_plan
 from llmfleet.render.files import compose_files, stale_files
 
 ROOT = Path(__file__).resolve().parents[2]

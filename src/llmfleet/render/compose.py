@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import textwrap
 
-from llmfleet import paths, realmodel
-from llmfleet.budget import CUDA_VISIBLE
-from llmfleet.catalog import Catalog, Model
-from llmfleet.plan import Plan, Server
-from llmfleet.render import Topology, rendered
-from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
-from llmfleet.serving import (
+from llmfleet import paths
+from llmfleet.models import realmodel
+from llmfleet.plan.budget import CUDA_VISIBLE
+from llmfleet.plan.catalog import Catalog, Model
+from llmfleet.plan.schema import Plan, Server
+from llmfleet.plan.serving import (
     BACKEND_GUARD,
     CONTAINER_GUARD_DIR,
     NO_USAGE_STATS,
@@ -24,6 +23,8 @@ from llmfleet.serving import (
     guard_env,
     vllm_args,
 )
+from llmfleet.render import Topology, rendered
+from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
 
 # Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up.
 SECRETS = {"path": "../.env.secrets", "required": True}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmfleet.catalog import Catalog
-from llmfleet.plan import Plan, cpu_plan
+from llmfleet.plan.catalog import Catalog
+from llmfleet.plan.schema import Plan, cpu_plan
 from llmfleet.render import HEADER, compose, compose_cpu, door, gateway, prometheus
 from llmfleet.settings import load_settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from llmfleet import synthetic
-from llmfleet.plan import Plan
+from llmfleet.plan import synthetic
+from llmfleet.plan.schema import Plan
 from llmfleet.render import Topology, rendered
 
 # How long a backend may take to send the first token of a short prompt before the gateway retries the request on

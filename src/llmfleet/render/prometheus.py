@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmfleet.plan import Plan
+from llmfleet.plan.schema import Plan
 from llmfleet.render import HEADER, Topology, rendered, to_yaml
 from llmfleet.settings import Settings
 

@@ -1,0 +1,1 @@
+"""What to serve where: the catalog, the plan file, the hardware it is planned for, and the planner."""

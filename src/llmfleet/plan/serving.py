@@ -1,0 +1,70 @@
+"""How a plan's server becomes a vLLM command line: one function, used by Compose and the native runner alike."""
+
+from __future__ import annotations
+
+from llmfleet.plan.catalog import Model
+from llmfleet.plan.schema import Server
+
+VLLM_CONTAINER_PORT = 8000
+# vllm/backend_guard.py, loaded into every server: it refuses paths outside /v1, /health and /metrics, and requests
+# over the caps below. Each runner puts its folder on the server's PYTHONPATH.
+BACKEND_GUARD = "backend_guard.py"
+BACKEND_GUARD_ARGS = ("--middleware", "backend_guard.BackendGuard")
+CONTAINER_GUARD_DIR = "/opt/llmfleet/guard"  # where Compose and Kubernetes mount it
+# One request may hold at most this share of a server's batch (`n` choices each take a sequence slot).
+MAX_BATCH_SHARE = 4
+BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB): only what skipped it meets this
+# Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
+NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+
+MODELS_IN_CONTAINER = "/opt/llmfleet/models"  # the synthetic model in the image; converted ones mounted there
+
+
+def dir_in_container(model: Model) -> str:
+    """Where a container finds a model that is not downloaded from the Hub: the synthetic one, or a converted one."""
+    return f"{MODELS_IN_CONTAINER}/{model.name}"
+
+
+def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port: int) -> list[str]:
+    """Arguments for `vllm serve`; the served name is the catalog name, which clients send as `model`."""
+    args = [
+        "--model", model_path,
+        "--served-model-name", model.name,
+        "--host", host,
+        "--port", str(port),
+        "--max-model-len", str(server.max_model_len),
+        "--max-num-seqs", str(server.max_num_seqs),
+        # The gateway logs every request already; vLLM's access log would only double the CPU spent on logging.
+        "--disable-uvicorn-access-log",
+        *BACKEND_GUARD_ARGS,
+    ]  # fmt: skip
+    if server.gpu_memory_utilization is not None:
+        args += ["--gpu-memory-utilization", str(server.gpu_memory_utilization)]
+    if server.tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(server.tensor_parallel_size)]
+    return [*args, *model.vllm_args, *server.extra_args]
+
+
+def guard_env(server: Server) -> dict[str, str]:
+    """The backend guard's caps for one server, from the plan."""
+    return {
+        "LLMFLEET_MAX_N": str(max(1, server.max_num_seqs // MAX_BATCH_SHARE)),
+        "LLMFLEET_MAX_TOKENS": str(server.max_model_len),
+        "LLMFLEET_MAX_BODY_MB": str(BACKEND_MAX_BODY_MB),
+    }
+
+
+def model_path(model: Model, synthetic_dir: str, packaged_dir: str) -> str:
+    """What vLLM's --model gets: the Hugging Face repo id, the synthetic model's directory, or the folder a packaged
+    model was converted into (src/llmfleet/models/realmodel.py)."""
+    if model.synthetic:
+        return synthetic_dir
+    if model.package:
+        return packaged_dir
+    assert model.repo, f"catalog entry {model.name} has neither repo, package nor synthetic"
+    return model.repo
+
+
+def container_model_path(model: Model) -> str:
+    """--model inside a container (Compose, Kubernetes): models that are not downloaded sit in MODELS_IN_CONTAINER."""
+    return model_path(model, dir_in_container(model), dir_in_container(model))

@@ -1,0 +1,1 @@
+"""The Docker runner: the committed Compose files on a Docker engine, and the stand-in images."""
