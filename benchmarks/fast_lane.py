@@ -28,8 +28,9 @@ from pathlib import Path
 
 import httpx
 
-from llmfleet.run.fleet import load_settings, running_state
+from llmfleet.run.state import running_state
 from llmfleet.secrets import read_secrets
+from llmfleet.settings import load_settings
 
 NGINX_CONF = """\
 {user}

@@ -96,9 +96,9 @@ def test_the_output_sink_imports_nothing_of_llmfleet() -> None:
     assert import_graph()["llmfleet.output"] == set()
 
 
-def test_only_the_cli_and_its_operations_import_the_display_code() -> None:
+def test_only_the_cli_imports_the_display_code() -> None:
     importers = {name for name, targets in import_graph().items() if "llmfleet.cli.report" in targets}
-    assert importers == {"llmfleet.cli.main", "llmfleet.run.fleet"}
+    assert importers and all(name.startswith("llmfleet.cli.") for name in importers), importers
 
 
 def test_the_load_test_report_and_runner_share_step_from_below_them() -> None:

@@ -10,8 +10,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from llmfleet.errors import FleetError
 from llmfleet.run import procs
 from llmfleet.run.startup import Phase
+from llmfleet.settings import Settings
 
 STATE_FILE = "state.json"
 
@@ -69,3 +71,11 @@ class ServiceStatus:
     running: bool
     healthy: bool
     phase: Phase | None = None  # a starting vLLM server's phase, from its log
+
+
+def running_state(settings: Settings, doing: str, where: str) -> State:
+    """The running fleet's state, for commands that act on a running fleet; an error naming `up` if none runs."""
+    state = State.load(settings.run_dir)
+    if state is None:
+        raise FleetError(f"llmfleet is not running: there is nothing to {doing}.", "run `llmfleet up` first.", where)
+    return state

