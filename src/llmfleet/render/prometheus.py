@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmfleet.plan.schema import Plan
-from llmfleet.render import HEADER, Topology, rendered, to_yaml
+from llmfleet.render import HEADER, Topology, rendered
 from llmfleet.settings import Settings
+from llmfleet.yamltext import to_yaml
 
 SCRAPE_INTERVAL = "5s"  # short enough that a one-minute load test has a dozen samples per series
 SLO_RULES = Path("monitoring/prometheus/rules/slo.rules.yaml")
