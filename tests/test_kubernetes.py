@@ -40,6 +40,8 @@ from llmfleet.plan import cluster, synthetic
 from llmfleet.plan.catalog import load_catalog
 from llmfleet.plan.serving import VLLM_CONTAINER_PORT, container_model_path, vllm_args
 from llmfleet.render import kubernetes, prometheus
+from llmfleet.render.k8s import common as k8s_common
+from llmfleet.render.k8s import components, overlays
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "kubernetes"
@@ -89,7 +91,7 @@ def test_every_overlay_builds_with_kubectl_kustomize(name: str, built) -> None:
     assert {"Namespace", "Deployment", "StatefulSet", "Service", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
     custom = {"PodMonitor", "ServiceMonitor", "PrometheusRule", "ScaledObject"}
     assert custom <= kinds if "/" not in name else not custom & kinds  # core/ carries no custom resource
-    assert all(o["metadata"].get("namespace") == kubernetes.NAMESPACE for o in built[name] if o["kind"] != "Namespace")
+    assert all(o["metadata"].get("namespace") == k8s_common.NAMESPACE for o in built[name] if o["kind"] != "Namespace")
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -196,19 +198,19 @@ def test_service_and_monitor_ports_are_container_ports(name: str, built) -> None
 def test_every_network_policy_admits_the_gateway_and_prometheus_and_nothing_else(name: str, built) -> None:
     objects = built[name]
     (gateway,) = [t for w, t in pod_templates(objects) if w["metadata"]["name"] == "gateway"]
-    namespace = {"kubernetes.io/metadata.name": kubernetes.NAMESPACE}
+    namespace = {"kubernetes.io/metadata.name": k8s_common.NAMESPACE}
     policies = [p for p in of(objects, "NetworkPolicy") if p["metadata"]["name"] == "vllm"]
     assert policies
     for policy in policies:
         assert policy["spec"]["policyTypes"] == ["Ingress"]
-        assert admits(policy, kubernetes.NAMESPACE, gateway["metadata"]["labels"], namespace, VLLM_CONTAINER_PORT)
+        assert admits(policy, k8s_common.NAMESPACE, gateway["metadata"]["labels"], namespace, VLLM_CONTAINER_PORT)
         assert admits(policy, "monitoring", *PROMETHEUS_POD, VLLM_CONTAINER_PORT)
         # Anything else, in the namespace or outside it, and any other port, is refused.
-        assert not admits(policy, kubernetes.NAMESPACE, {"app.kubernetes.io/name": "curl"}, namespace, 8000)
+        assert not admits(policy, k8s_common.NAMESPACE, {"app.kubernetes.io/name": "curl"}, namespace, 8000)
         assert not admits(
             policy, "other", gateway["metadata"]["labels"], {"kubernetes.io/metadata.name": "other"}, 8000
         )
-        assert not admits(policy, kubernetes.NAMESPACE, gateway["metadata"]["labels"], namespace, 22)
+        assert not admits(policy, k8s_common.NAMESPACE, gateway["metadata"]["labels"], namespace, 22)
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -216,25 +218,25 @@ def test_litellm_admits_its_door_and_prometheus_and_nothing_else(name: str, buil
     objects = built[name]
     (door,) = [t for w, t in pod_templates(objects) if w["metadata"]["name"] == "door"]
     (gateway,) = [t for w, t in pod_templates(objects) if w["metadata"]["name"] == "gateway"]
-    namespace = {"kubernetes.io/metadata.name": kubernetes.NAMESPACE}
+    namespace = {"kubernetes.io/metadata.name": k8s_common.NAMESPACE}
     (policy,) = [p for p in of(objects, "NetworkPolicy") if p["metadata"]["name"] == "gateway"]
     port = 4000
-    assert admits(policy, kubernetes.NAMESPACE, door["metadata"]["labels"], namespace, port)
+    assert admits(policy, k8s_common.NAMESPACE, door["metadata"]["labels"], namespace, port)
     assert admits(policy, "monitoring", *PROMETHEUS_POD, port)
-    assert not admits(policy, kubernetes.NAMESPACE, {"app.kubernetes.io/name": "curl"}, namespace, port)
-    assert not admits(policy, kubernetes.NAMESPACE, gateway["metadata"]["labels"], namespace, port)
+    assert not admits(policy, k8s_common.NAMESPACE, {"app.kubernetes.io/name": "curl"}, namespace, port)
+    assert not admits(policy, k8s_common.NAMESPACE, gateway["metadata"]["labels"], namespace, port)
     assert not admits(policy, "other", door["metadata"]["labels"], {"kubernetes.io/metadata.name": "other"}, port)
 
 
 @pytest.mark.parametrize("name", PLANS)
 def test_a_pod_labelled_prometheus_in_another_namespace_cannot_reach_vllm(name: str, built) -> None:
     for policy in of(built[name], "NetworkPolicy"):
-        for namespace in ("default", "other", kubernetes.NAMESPACE):
+        for namespace in ("default", "other", k8s_common.NAMESPACE):
             ns_labels = {"kubernetes.io/metadata.name": namespace}
             assert not admits(policy, namespace, PROMETHEUS_POD[0], ns_labels, VLLM_CONTAINER_PORT), namespace
 
 
-ROOT_IMAGES = {ENV[setting] for setting in kubernetes.RUNS_AS_ROOT}
+ROOT_IMAGES = {ENV[setting] for setting in k8s_common.RUNS_AS_ROOT}
 
 
 @pytest.mark.parametrize("name", BUILDS)
@@ -256,8 +258,8 @@ def test_every_pod_runs_with_seccomp_without_privilege_escalation_or_capabilitie
 
 
 def test_a_pod_whose_image_needs_no_root_must_run_as_non_root() -> None:
-    assert kubernetes.pod_security("SOME_NON_ROOT_IMAGE")["runAsNonRoot"] is True
-    assert "runAsNonRoot" not in kubernetes.pod_security("VLLM_IMAGE")  # the official image runs as root
+    assert k8s_common.pod_security("SOME_NON_ROOT_IMAGE")["runAsNonRoot"] is True
+    assert "runAsNonRoot" not in k8s_common.pod_security("VLLM_IMAGE")  # the official image runs as root
 
 
 def gib(quantity: str) -> float:
@@ -325,7 +327,7 @@ def test_the_gateways_backends_are_the_statefulsets_pod_dns_names(name: str, bui
     for statefulset in of(objects, "StatefulSet"):
         sts, service = statefulset["metadata"]["name"], statefulset["spec"]["serviceName"]
         replicas = scaled[sts] if scaled else statefulset["spec"]["replicas"]  # KEDA's maximum, or the fixed count
-        model = statefulset["spec"]["template"]["metadata"]["annotations"][kubernetes.MODEL_GROUP_ANNOTATION]
+        model = statefulset["spec"]["template"]["metadata"]["annotations"][k8s_common.MODEL_GROUP_ANNOTATION]
         for i in range(replicas):
             expected[f"{sts}-{i}"] = (model, f"http://{sts}-{i}.{service}:{VLLM_CONTAINER_PORT}/v1")
     listed = {
@@ -382,7 +384,7 @@ def test_vllm_pods_send_no_usage_statistics(name: str, built) -> None:
 
 @pytest.mark.parametrize("name", PLANS)
 def test_vllm_pods_wait_for_loading_and_share_memory_and_cache_as_in_compose(name: str, built) -> None:
-    start = kubernetes.seconds(ENV["VLLM_START_PERIOD"], "VLLM_START_PERIOD")
+    start = k8s_common.seconds(ENV["VLLM_START_PERIOD"], "VLLM_START_PERIOD")
     for statefulset in of(built[name], "StatefulSet"):
         pod = statefulset["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -399,10 +401,10 @@ def test_vllm_pods_wait_for_loading_and_share_memory_and_cache_as_in_compose(nam
             assert {"name": claim["metadata"]["name"], "mountPath": "/root/.cache/huggingface"} in container[
                 "volumeMounts"
             ]
-            assert container["envFrom"][0]["configMapRef"]["name"].startswith(kubernetes.HF_CONFIG)
+            assert container["envFrom"][0]["configMapRef"]["name"].startswith(k8s_common.HF_CONFIG)
             tokens = [e for e in container["env"] if e["name"] == "HF_TOKEN"]
             assert tokens[0]["valueFrom"]["secretKeyRef"] == {
-                "name": kubernetes.SECRET,
+                "name": k8s_common.SECRET,
                 "key": "HF_TOKEN",
                 "optional": True,
             }
@@ -418,9 +420,9 @@ def test_no_key_is_shipped_the_gateway_and_vllm_read_the_users_secret(name: str,
             if env["name"] in ("LITELLM_MASTER_KEY", "VLLM_API_KEY"):
                 assert "value" not in env
                 keys[env["name"]] = env["valueFrom"]["secretKeyRef"]
-    assert keys == {k: {"name": kubernetes.SECRET, "key": k} for k in ("LITELLM_MASTER_KEY", "VLLM_API_KEY")}
+    assert keys == {k: {"name": k8s_common.SECRET, "key": k} for k in ("LITELLM_MASTER_KEY", "VLLM_API_KEY")}
     (monitor,) = of(objects, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == kubernetes.SECRET
+    assert monitor["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == k8s_common.SECRET
 
 
 def test_the_gateway_carries_the_hand_written_files_compose_mounts_verbatim(built) -> None:
@@ -442,7 +444,7 @@ def test_monitoring_carries_every_rule_file_and_dashboard(built) -> None:
     objects = built["default"]
     rules = {r["metadata"]["name"]: r["spec"]["groups"] for r in of(objects, "PrometheusRule")}
     files = sorted((ROOT / "monitoring/prometheus/rules").glob("*.yaml"))
-    assert rules == {kubernetes.rule_name(p): yaml.safe_load(p.read_text())["groups"] for p in files}
+    assert rules == {components.rule_name(p): yaml.safe_load(p.read_text())["groups"] for p in files}
     dashboards = {}
     for config in of(objects, "ConfigMap"):
         if config["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
@@ -483,7 +485,7 @@ def test_the_plain_scrape_config_is_valid_for_promtool(tmp_path: Path) -> None:
     jobs = yaml.safe_load((K8S / "prometheus/scrape-configs.yaml").read_text())["scrape_configs"]
     for job in jobs:
         # Debian's promtool is built without Kubernetes discovery: check its part here, the rest with promtool.
-        assert job.pop("kubernetes_sd_configs") == [{"role": "pod", "namespaces": {"names": [kubernetes.NAMESPACE]}}]
+        assert job.pop("kubernetes_sd_configs") == [{"role": "pod", "namespaces": {"names": [k8s_common.NAMESPACE]}}]
         job["static_configs"] = [{"targets": ["pod:8000"]}]
         if "authorization" in job:
             (tmp_path / "key").write_text("k")
@@ -531,8 +533,8 @@ def test_a_pool_of_fleet_tiny_is_served_from_a_config_map(tmp_path: Path) -> Non
     plan = root / "kubernetes" / "plans" / "tiny.yaml"
     server = {"model": "fleet-tiny", "max_model_len": 2048, "max_num_seqs": 16}
     plan.write_text(yaml.safe_dump({"pools": {"cpu": {"node_selector": [], "device": "cpu", "servers": [server]}}}))
-    files = kubernetes.overlay_files(root, plan, load_catalog(root), kubernetes.env_settings(root))
-    folder = kubernetes.OVERLAYS / "tiny" / "core"
+    files = overlays.overlay_files(root, plan, load_catalog(root), k8s_common.env_settings(root))
+    folder = k8s_common.OVERLAYS / "tiny" / "core"
     (tiny,) = yaml.safe_load_all(files[folder / "fleet-tiny.yaml"])
     assert tiny["data"] == {p.name: p.read_text() for p in synthetic.ensure_model().iterdir()}
     statefulset = next(o for o in yaml.safe_load_all(files[folder / "vllm.yaml"]) if o["kind"] == "StatefulSet")

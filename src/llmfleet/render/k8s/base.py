@@ -1,0 +1,213 @@
+"""kubernetes/base/: the namespace, the door, the gateway, their Services, budgets and network policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmfleet.plan.serving import (
+    BACKEND_GUARD,
+    VLLM_CONTAINER_PORT,
+)
+from llmfleet.render import HEADER, door, gateway
+from llmfleet.render.k8s.common import (
+    BASE,
+    CONTAINER_SECURITY,
+    DOOR,
+    DOOR_CONFIG,
+    DOOR_CONFIG_DIR,
+    GATEWAY,
+    GATEWAY_CONFIG,
+    GATEWAY_CONFIG_DIR,
+    GATEWAY_MEMORY_LIMIT,
+    GATEWAY_REPLICAS,
+    GUARD_CONFIG,
+    HF_CONFIG,
+    NAME,
+    NAMESPACE,
+    PART_OF,
+    POD_SECURITY,
+    PROMETHEUS_NAMESPACE,
+    PROMETHEUS_POD_LABELS,
+    RENDERER,
+    SECRET,
+    document,
+    http_service,
+    kustomize,
+    pdb,
+    pod_security,
+)
+
+
+def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
+    """nginx before LiteLLM, with the config Compose mounts (gateway/door.conf): what clients reach."""
+    labels = {NAME: DOOR, **PART_OF}
+    probe = {"httpGet": {"path": "/door/health", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    container = {
+        "name": DOOR,
+        "image": env["NGINX_IMAGE"],
+        "args": ["nginx", "-c", f"{DOOR_CONFIG_DIR}/door.conf"],
+        "ports": [{"name": "http", "containerPort": door.CONTAINER_PORT}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": DOOR_CONFIG_DIR, "readOnly": True},
+            {"name": "state", "mountPath": door.CONTAINER_STATE_DIR},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "readinessProbe": probe | {"failureThreshold": 3},
+        "livenessProbe": probe | {"failureThreshold": 6},
+    }
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security("NGINX_IMAGE") | {"fsGroup": 65534},
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": DOOR_CONFIG}},
+            {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+    }
+    deployment: dict[str, object] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": DOOR, "labels": labels},
+        "spec": {
+            "replicas": GATEWAY_REPLICAS,
+            "selector": {"matchLabels": {NAME: DOOR}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    return [deployment, http_service(DOOR, labels), pdb(DOOR, {NAME: DOOR}, labels, {"minAvailable": 1})]
+
+
+def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
+    labels = {NAME: GATEWAY, **PART_OF}
+    probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    key = [{"name": k, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": k}}}
+           for k in ("LITELLM_MASTER_KEY", "VLLM_API_KEY")]  # fmt: skip
+    container = {
+        "name": GATEWAY,
+        "image": env["LITELLM_IMAGE"],
+        # The same command as Compose's; config.yaml includes models.yaml from its own folder. The base serves every
+        # plan, so its worker count is .env's GATEWAY_WORKERS or one: a cluster adds gateway pods, not workers.
+        "args": gateway.container_command(env.get("GATEWAY_WORKERS") or "1"),
+        "ports": [{"name": "http", "containerPort": gateway.CONTAINER_PORT}],
+        "env": [*key, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
+        "volumeMounts": [{"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True}],
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": GATEWAY_MEMORY_LIMIT}},
+        "securityContext": CONTAINER_SECURITY,
+        "startupProbe": probe | {"failureThreshold": 12},
+        "readinessProbe": probe | {"failureThreshold": 3},
+        "livenessProbe": probe | {"failureThreshold": 6},
+    }
+    deployment: dict[str, object] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": GATEWAY, "labels": labels},
+        "spec": {
+            "replicas": GATEWAY_REPLICAS,
+            "selector": {"matchLabels": {NAME: GATEWAY}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security("LITELLM_IMAGE"),
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": GATEWAY_CONFIG}}],
+                },
+            },
+        },
+    }
+    return [deployment, http_service(GATEWAY, labels), pdb(GATEWAY, {NAME: GATEWAY}, labels, {"minAvailable": 1})]
+
+
+def _gateway_network_policy() -> dict[str, object]:
+    """LiteLLM answers its door and Prometheus only: a client never reaches it around the door's checks."""
+    return _admit_only(GATEWAY, GATEWAY, DOOR, gateway.CONTAINER_PORT)
+
+
+def _network_policy() -> dict[str, object]:
+    """vLLM answers the gateway and Prometheus only."""
+    return _admit_only("vllm", "vllm", GATEWAY, VLLM_CONTAINER_PORT)
+
+
+def _admit_only(name: str, app: str, client: str, port: int) -> dict[str, object]:
+    """Pods labelled `app` accept traffic on `port` from this namespace's `client` pods and Prometheus only."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": PART_OF},
+        "spec": {
+            "podSelector": {"matchLabels": {NAME: app}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": {NAME: client}}},  # this namespace's own
+                        # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled
+                        # prometheus in any other namespace is refused.
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
+                            "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
+                        },
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port}],
+                }
+            ],
+        },
+    }
+
+
+def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
+    # The hand-written files LiteLLM loads from its config's folder, as every runner ships them.
+    copies = {name: (root / "gateway" / name).read_text(encoding="utf-8") for name in gateway.GATEWAY_FILES}
+    kustomization = kustomize(
+        resources=["namespace.yaml", "door.yaml", "gateway.yaml", "network-policy.yaml"],
+        configMapGenerator=[
+            # gateway/config.yaml and auth.py as they are; each overlay adds its models.yaml.
+            {"name": GATEWAY_CONFIG, "files": [f"gateway/{name}" for name in copies]},
+            # Where vLLM downloads from. In China: an overlay's configMapGenerator with behavior: merge and
+            # HF_ENDPOINT=https://hf-mirror.com (README: More than one host).
+            {"name": HF_CONFIG, "literals": [f"{k}={env[k]}" for k in ("HF_ENDPOINT", "HF_HUB_OFFLINE")]},
+            {"name": GUARD_CONFIG, "files": [f"vllm/{BACKEND_GUARD}"]},
+            {"name": DOOR_CONFIG, "files": [f"door/{door.CONTAINER_CONFIG.name}"]},
+        ],
+    )
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": NAMESPACE, "labels": {**PART_OF, **POD_SECURITY}}}  # fmt: skip
+    gateway_notes = (
+        f"The gateway: LiteLLM with the hand-written files of gateway/ (ConfigMap {GATEWAY_CONFIG}) and the overlay's",
+        f"models.yaml. Its keys come from the Secret {SECRET}, which you create (nothing default is shipped):",
+        f"  kubectl -n {NAMESPACE} create secret generic {SECRET} --from-literal=LITELLM_MASTER_KEY=$(openssl rand "
+        "-hex 24) --from-literal=VLLM_API_KEY=$(openssl rand -hex 24)",
+    )
+    door_notes = (
+        "The front door: nginx with gateway/door.conf (rendered from src/llmfleet/render/door.py), the Service clients",
+        f"reach: `kubectl -n {NAMESPACE} port-forward svc/{DOOR} 4000:4000`. It checks each key with LiteLLM (the",
+        "gateway Service) before it reads a body, and passes on only the routes the stack serves.",
+    )
+    policy_notes = (
+        "vLLM pods accept traffic on their port from this namespace's gateway and from Prometheus pods",
+        f"({NAME}=prometheus) in namespace {PROMETHEUS_NAMESPACE} (kube-prometheus-stack's) only; patch the namespace",
+        "if your Prometheus runs elsewhere. Gateway pods accept this namespace's door and the same Prometheus only.",
+        "Probes come from the kubelet.",
+    )
+    files = {
+        BASE / "kustomization.yaml": document(RENDERER, [kustomization]),
+        BASE / "namespace.yaml": document(RENDERER, [namespace]),
+        BASE / "door.yaml": document(".env", _door_objects(env), door_notes),
+        BASE / "gateway.yaml": document(".env", _gateway_objects(env), gateway_notes),
+        BASE / "network-policy.yaml": document(RENDERER, [_network_policy(), _gateway_network_policy()], policy_notes),
+    }
+    for name, text in copies.items():
+        files[BASE / "gateway" / name] = HEADER.format(source=f"gateway/{name}") + text
+    # The same text as Compose's gateway/door.conf, from the same function and .env.
+    files[BASE / "door" / door.CONTAINER_CONFIG.name] = door.container_conf(float(env["GATEWAY_MAX_BODY_MB"]))
+    guard = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
+    files[BASE / "vllm" / BACKEND_GUARD] = HEADER.format(source=f"vllm/{BACKEND_GUARD}") + guard
+    return files
