@@ -25,6 +25,7 @@ from llmfleet.run import fleet
 from llmfleet.run.docker import images
 from llmfleet.run.docker import lifecycle as dockerrun
 from llmfleet.run.native import lifecycle as native
+from llmfleet.run.native import services as native_services
 from llmfleet.run.state import State
 from llmfleet.settings import Settings
 
@@ -67,11 +68,11 @@ def test_system_deps_never_stops_or_disables_a_service_the_host_runs(tmp_path: P
 # --- the native runner
 
 
-def _native_services(tmp_path: Path) -> dict[str, native.Service]:
+def _native_services(tmp_path: Path) -> dict[str, native_services.Service]:
     """The services a native `up` of the CPU plan would start, with stand-in binaries for Prometheus and Redis."""
     settings = Settings(PROMETHEUS_BIN="/bin/true", REDIS_BIN="/bin/true", LLMFLEET_RUN_DIR=str(tmp_path / "run"))
     secrets = {"VLLM_API_KEY": "v", "LITELLM_MASTER_KEY": "m", "REDIS_PASSWORD": "r"}
-    found = native.services(cpu_plan(), load_catalog(ROOT), settings, ROOT, secrets)
+    found = native_services.services(cpu_plan(), load_catalog(ROOT), settings, ROOT, secrets)
     return {s.name: s for s in found}
 
 
@@ -112,7 +113,7 @@ def test_no_compose_down_in_the_docker_runner_removes_volumes() -> None:
 
 def test_native_down_keeps_prometheus_history(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    tsdb = native.history_dir(settings)
+    tsdb = native_services.history_dir(settings)
     tsdb.mkdir(parents=True)
     (tsdb / "chunk").write_text("history")
     State(str(ROOT), "cpu", ["fleet-tiny"]).save(settings.run_dir)
@@ -127,7 +128,7 @@ def test_down_volumes_says_what_it_removes_then_removes_it(
     monkeypatch.setattr(dockerrun, "project_volumes", lambda: ["llmfleet_prometheus-data", "llmfleet_grafana-data"])
     monkeypatch.setattr(dockerrun, "remove_volumes", removed.extend)
     settings = _settings(tmp_path)
-    tsdb = native.history_dir(settings)
+    tsdb = native_services.history_dir(settings)
     tsdb.mkdir(parents=True)
     fleet.remove_history(settings)
     captured = capsys.readouterr()

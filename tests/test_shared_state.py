@@ -20,7 +20,7 @@ import pytest
 from conftest import Stack, free_ports, in_gateway_python
 
 from llmfleet.run import probe
-from llmfleet.run.native import lifecycle as native
+from llmfleet.run.native.configs import write_redis_config
 
 pytestmark = pytest.mark.stack
 PASSWORD = "test-only-" + "x" * 16
@@ -70,7 +70,7 @@ asyncio.run(main())
 def redis(tmp_path: Path) -> Iterator[int]:
     """Debian's redis-server, configured as the native runner configures it, on a free port; stopped by pid."""
     port = free_ports(1)[0]
-    native.write_redis_config(tmp_path / "redis", port, PASSWORD)
+    write_redis_config(tmp_path / "redis", port, PASSWORD)
     server = subprocess.Popen(["redis-server", str(tmp_path / "redis" / "redis.conf")], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

@@ -27,7 +27,7 @@ from llmfleet.plan.catalog import Catalog, load_catalog
 from llmfleet.plan.hardware import Inventory
 from llmfleet.plan.planner import MIN_COMPUTE_CAPABILITY, check_host
 from llmfleet.plan.schema import Plan, cpu_plan, load_plan
-from llmfleet.run.native import lifecycle as native
+from llmfleet.run.native.ports import port_is_free
 from llmfleet.run.state import State
 from llmfleet.settings import Settings, load_settings
 
@@ -451,7 +451,7 @@ def ports(host: Host) -> Check:
         return Check("ports", PASS, f"llmfleet is running ({state.runner} runner): its ports are in use by it")
     taken = []
     for setting, port in wanted:
-        if not native.port_is_free(port):
+        if not port_is_free(port):
             holder = listener(port)
             taken.append(f"{port} ({setting}) is taken{f' by {holder}' if holder else ''}")
     listed = ", ".join(str(p) for _, p in wanted)

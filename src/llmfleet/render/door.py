@@ -24,7 +24,7 @@ from llmfleet.render.gateway import CONTAINER_PORT as LITELLM_CONTAINER_PORT
 # How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.
 AUTH_CACHE_S = 10
 # The folders nginx writes in its state folder: each temp path by directive, then the key cache. A runner that
-# starts nginx as root hands exactly these to its workers (native.write_door_config).
+# starts nginx as root hands exactly these to its workers (run/native/configs.write_door_config).
 TEMP_FOLDERS = {"client_body": "body", "proxy": "proxy", "fastcgi": "fastcgi", "uwsgi": "uwsgi", "scgi": "scgi"}
 KEY_CACHE_FOLDER = "keys"
 STATE_FOLDERS = (*TEMP_FOLDERS.values(), KEY_CACHE_FOLDER)

@@ -18,6 +18,7 @@ from llmfleet.render.files import stale_files
 from llmfleet.run.choose import choose_plan, choose_runner
 from llmfleet.run.docker import lifecycle as dockerrun
 from llmfleet.run.native import lifecycle as native
+from llmfleet.run.native.services import history_dir
 from llmfleet.run.state import ServiceStatus, State
 from llmfleet.settings import Settings, load_settings
 
@@ -107,7 +108,7 @@ def down() -> list[str]:
 def remove_history(settings: Settings) -> None:
     """What only `down --volumes` removes, said before it goes: Compose's volumes and the native TSDB."""
     volumes = dockerrun.project_volumes()
-    tsdb = native.history_dir(settings)
+    tsdb = history_dir(settings)
     gone = [f"volume {v}" for v in volumes] + ([str(tsdb)] if tsdb.exists() else [])
     if not gone:
         output.info("No Prometheus history or Grafana state to remove.")

@@ -5,13 +5,9 @@ exactly what `up` started (process groups, checked by pid and start time)."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -22,256 +18,12 @@ from llmfleet.models import hfcache, realmodel, runtimes
 from llmfleet.plan import synthetic
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
-from llmfleet.plan.serving import BACKEND_GUARD, NO_USAGE_STATS, guard_env, model_path, vllm_args
-from llmfleet.render import Topology, write_files
-from llmfleet.render import door as render_door
-from llmfleet.render import gateway as render_gateway
-from llmfleet.render import prometheus as render_prometheus
 from llmfleet.run import probe, procs, startup
+from llmfleet.run.native.configs import write_configs
+from llmfleet.run.native.ports import port_is_free
+from llmfleet.run.native.services import HOST, Service, services
 from llmfleet.run.state import STATE_FILE, ServiceStatus, Started, State
 from llmfleet.settings import Settings
-
-HOST = "127.0.0.1"
-GPU_EXPORTER_PORT = 9835
-
-
-@dataclass
-class Service:
-    name: str
-    argv: list[str]
-    port: int
-    port_setting: str  # the .env variable that sets the port, for messages
-    health_path: str
-    env: dict[str, str] = field(default_factory=dict)
-    repo: str | None = None  # a vLLM server's model repo, to follow its download in the HF cache
-    scheme: str = "http"  # how its health is asked: over HTTP, or Redis's PING
-
-    @property
-    def health_url(self) -> str:
-        return f"{self.scheme}://{HOST}:{self.port}{self.health_path}"
-
-
-# --- building the services -------------------------------------------------------------------------------------
-
-
-def vllm_port(settings: Settings, i: int) -> int:
-    return settings.VLLM_PORT_BASE + i
-
-
-def topology(plan: Plan, settings: Settings, run_dir: Path) -> Topology:
-    return Topology(
-        backends=tuple(f"{HOST}:{vllm_port(settings, i)}" for i in range(len(plan.servers))),
-        gateway=f"{HOST}:{settings.LITELLM_PORT}",  # Prometheus scrapes LiteLLM itself, not through the door
-        prometheus=f"{HOST}:{settings.PROMETHEUS_PORT}",
-        gpu_exporter=f"{HOST}:{GPU_EXPORTER_PORT}" if plan.device == "cuda" else None,
-        gateway_key_file=str(run_dir / "secrets" / "gateway.key"),
-    )
-
-
-def cpu_binding(i: int, servers: int) -> str:
-    """Give each CPU server its own cores; vLLM's default binds every server to the same ones."""
-    cores = sorted(os.sched_getaffinity(0))
-    share = max(1, len(cores) // servers)
-    mine = cores[(i * share) % len(cores) :][:share]
-    return ",".join(str(c) for c in mine)
-
-
-def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secrets: dict[str, str]) -> list[Service]:
-    run_dir = settings.run_dir
-    vllm_python = settings.VLLM_PYTHON or str(
-        (runtimes.VLLM_CPU if plan.device == "cpu" else runtimes.VLLM_CUDA).python(root)
-    )
-    hub = hfcache.load_hub_settings()
-    result = []
-    for i, (name, server) in enumerate(plan.named_servers()):
-        model = catalog.models[server.model]
-        converted = str(realmodel.model_dir(model, root)) if model.package else ""
-        path = model_path(model, str(synthetic.model_dir()), converted)
-        env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], **NO_USAGE_STATS}
-        env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server)}  # the backend guard and its caps
-        if plan.device == "cpu":
-            env |= {
-                "VLLM_CPU_KVCACHE_SPACE": str(settings.VLLM_CPU_KVCACHE_SPACE),
-                "VLLM_CPU_OMP_THREADS_BIND": cpu_binding(i, len(plan.servers)),
-            }
-        else:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in server.gpus)
-        if model.synthetic or model.package:
-            env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # nothing to download: fail, never hang
-        else:
-            env |= hfcache.server_env(hub)  # the cache `llmfleet download` fills, the mirror, the token
-        # Not `vllm serve`: the CPU build's distribution is named vllm-cpu, and the CLI looks up "vllm".
-        argv = [
-            vllm_python,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            *vllm_args(server, model, model_path=path, host=HOST, port=vllm_port(settings, i)),
-        ]
-        result.append(Service(name, argv, vllm_port(settings, i), "VLLM_PORT_BASE", "/health", env, model.repo))
-
-    # Redis before the gateway: its workers share cooldowns and usage there. Without it each keeps its own.
-    redis_bin = shutil.which(settings.REDIS_BIN)
-    shared_state = {}
-    if redis_bin:
-        config = str(run_dir / "redis" / "redis.conf")
-        result.append(Service("redis", [redis_bin, config], settings.REDIS_PORT, "REDIS_PORT", "", scheme="redis"))
-        shared_state = {
-            "REDIS_HOST": HOST,
-            "REDIS_PORT": str(settings.REDIS_PORT),
-            "REDIS_PASSWORD": secrets["REDIS_PASSWORD"],
-        }
-    else:
-        output.warn(
-            f"Redis ({settings.REDIS_BIN}) is not installed: the gateway's workers keep their state apart. "
-            "Install it (Debian: apt-get install redis-server) or set REDIS_BIN in .env."
-        )
-
-    gateway_bin = runtimes.GATEWAY.directory(root) / "bin" / "litellm"
-    result.append(
-        Service(
-            "gateway",
-            [
-                str(gateway_bin),
-                "--config",
-                str(run_dir / "gateway" / "config.yaml"),
-                "--host",
-                HOST,
-                "--port",
-                str(settings.LITELLM_PORT),
-                "--num_workers",
-                str(settings.GATEWAY_WORKERS or render_gateway.workers(plan)),
-            ],
-            settings.LITELLM_PORT,
-            "LITELLM_PORT",
-            "/health/liveliness",
-            {
-                "LITELLM_MASTER_KEY": secrets["LITELLM_MASTER_KEY"],
-                "VLLM_API_KEY": secrets["VLLM_API_KEY"],
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # it would fetch the cost map from GitHub at every start
-                "GATEWAY_MAX_BODY_MB": str(settings.GATEWAY_MAX_BODY_MB),  # read by gateway/guard.py
-                **shared_state,
-            },
-        )
-    )
-
-    result.append(door_service(settings))
-
-    prometheus_bin = shutil.which(settings.PROMETHEUS_BIN)
-    if prometheus_bin:
-        result.append(
-            Service(
-                "prometheus",
-                [
-                    prometheus_bin,
-                    f"--config.file={run_dir / 'prometheus' / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={history_dir(settings)}",
-                    f"--web.listen-address={HOST}:{settings.PROMETHEUS_PORT}",
-                    # No --web.enable-lifecycle: it lets any local user, or a web page's cross-site POST, stop
-                    # Prometheus (/-/quit). A changed config is loaded by `llmfleet restart prometheus` or SIGHUP.
-                ],
-                settings.PROMETHEUS_PORT,
-                "PROMETHEUS_PORT",
-                "/-/ready",
-            )
-        )
-    else:
-        output.warn(
-            f"Prometheus ({settings.PROMETHEUS_BIN}) is not installed: starting without it. "
-            "Install it (Debian: apt-get install prometheus) or set PROMETHEUS_BIN in .env."
-        )
-    if plan.device == "cuda":
-        result.append(
-            Service(
-                "gpu-exporter",
-                [sys.executable, "-m", "llmfleet", "exporter", "--host", HOST, "--port", str(GPU_EXPORTER_PORT)],
-                GPU_EXPORTER_PORT,
-                "GPU_EXPORTER_PORT",
-                "/metrics",
-            )
-        )
-    return result
-
-
-def door_service(settings: Settings) -> Service:
-    """nginx in front of LiteLLM: the only listener clients reach (render/door.py says what it checks)."""
-    nginx = shutil.which(settings.NGINX_BIN)
-    if nginx is None:
-        raise FleetError(
-            f"nginx ({settings.NGINX_BIN}) is not installed; the gateway's front door needs it.",
-            "run `make setup` (Debian: apt-get install nginx-light), or set NGINX_BIN in .env.",
-            ".env: NGINX_BIN",
-        )
-    folder = settings.run_dir / "door"
-    argv = [nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)]
-    return Service("door", argv, settings.GATEWAY_PORT, "GATEWAY_PORT", "/door/health")
-
-
-def write_door_config(settings: Settings) -> None:
-    """The door's config and its private state folder (temp files, the key cache)."""
-    folder = settings.run_dir / "door"
-    user = door_workers_user(folder)
-    folder.mkdir(mode=0o711 if user else 0o700, parents=True, exist_ok=True)
-    door = render_door.Door(
-        listen=f"{HOST}:{settings.GATEWAY_PORT}",
-        litellm=f"{HOST}:{settings.LITELLM_PORT}",
-        state_dir=str(folder),
-        max_body_mb=settings.GATEWAY_MAX_BODY_MB,
-        user=user,
-    )
-    config = folder / "nginx.conf"
-    config.touch(mode=0o600)
-    config.write_text(render_door.nginx_conf(door, "# Written by llmfleet up (src/llmfleet/render/door.py).\n"))
-    for name in render_door.STATE_FOLDERS:
-        (folder / name).mkdir(mode=0o700, exist_ok=True)
-        if user:
-            shutil.chown(folder / name, *user.split())
-
-
-def door_workers_user(folder: Path) -> str | None:
-    """Started as root, nginx's workers drop to nobody, given the folders they write to and never the config.
-    They can only do so where every folder above the run dir lets others pass (not under /root, 0700, say):
-    there they keep the user that started them, like the other services."""
-    if os.geteuid() != 0:
-        return None
-    if all(parent.stat().st_mode & 0o001 for parent in folder.parents if parent.exists()):
-        return "nobody nogroup"
-    return "root root"
-
-
-def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str, str]) -> None:
-    run_dir = settings.run_dir
-    where = topology(plan, settings, run_dir)
-    files = {
-        run_dir / "gateway" / "models.yaml": render_gateway.model_list(plan, where),
-        run_dir / "prometheus" / "prometheus.yml": render_prometheus.config(
-            plan, where, [str(root / "monitoring" / "prometheus" / "rules" / "*.yaml")]
-        ),
-    }
-    for name in render_gateway.GATEWAY_FILES:  # copied, so editing gateway/ never changes a running stack
-        files[run_dir / "gateway" / name] = (root / "gateway" / name).read_text(encoding="utf-8")
-    files[run_dir / "vllm" / BACKEND_GUARD] = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
-    write_files(files)
-    write_door_config(settings)
-    write_redis_config(run_dir / "redis", settings.REDIS_PORT, secrets["REDIS_PASSWORD"])
-    key = run_dir / "secrets" / "gateway.key"
-    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key.touch(mode=0o600)
-    key.write_text(secrets["LITELLM_MASTER_KEY"])
-
-
-def write_redis_config(folder: Path, port: int, password: str) -> None:
-    """Its config holds the password, so it is a private file, not a flag that `ps` shows."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    config = folder / "redis.conf"
-    config.touch(mode=0o600)
-    config.write_text(
-        f"bind {HOST}\nport {port}\nrequirepass {password}\ndir {folder}\n"
-        # Cooldowns and counters live for seconds: nothing worth keeping across a restart.
-        'save ""\nappendonly no\n'
-    )
-
-
-# --- checks before starting -----------------------------------------------------------------------------------
 
 
 def check_ports(services: list[Service]) -> None:
@@ -291,19 +43,6 @@ def check_ports(services: list[Service]) -> None:
                 f"or set {service.port_setting} in .env to a free port.",
                 f".env: {service.port_setting}",
             )
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port left in TIME_WAIT is free to listen on
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-# --- up, down, status -----------------------------------------------------------------------------------------
 
 
 def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: Path, secrets: dict[str, str]) -> State:
@@ -476,11 +215,6 @@ def down(settings: Settings) -> list[Started]:
         )
     (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
     return running
-
-
-def history_dir(settings: Settings) -> Path:
-    """Prometheus' TSDB. `down` leaves it (and the rest of the run dir): history outlives a restart."""
-    return settings.run_dir / "prometheus" / "data"
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
