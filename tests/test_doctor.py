@@ -14,7 +14,8 @@ import pytest
 from conftest import free_port
 from modelfiles import SHARDS, hf_cache, truncate
 
-from llmfleet.ops import doctor as host_doctor
+from llmfleet.ops.doctor import docker as host_doctor
+from llmfleet.ops.doctor.common import COMPOSE_FEATURES
 from llmfleet.plan import hardware
 
 GPUS = hardware.inventory().gpus
@@ -190,7 +191,7 @@ def test_the_compose_features_doctor_asks_for_are_the_ones_our_files_use():
     assert "\ninclude:" in texts["compose.yaml"]
     assert "required: true" in texts["compose.yaml"]
     assert "!override" in texts["compose.cpu.yaml"]
-    assert [what.split("`")[1] for _, what in host_doctor.COMPOSE_FEATURES] == ["include", "env_file", "!override"]
+    assert [what.split("`")[1] for _, what in COMPOSE_FEATURES] == ["include", "env_file", "!override"]
 
 
 def test_doctor_runs_the_engine_and_compose_checks(doctor):

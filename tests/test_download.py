@@ -34,6 +34,8 @@ from modelfiles import SHARDS, hf_cache, truncate
 from llmfleet.errors import FleetError
 from llmfleet.models import download
 from llmfleet.models.hfcache import HubSettings
+from llmfleet.models.hub_errors import hub_error
+from llmfleet.models.wanted import Wanted
 from llmfleet.plan.catalog import load_catalog
 
 MODEL = "Qwen2.5-7B-Instruct-AWQ"
@@ -232,11 +234,11 @@ def hub_answer(status: int, headers: dict[str, str] | None = None, path: str = "
     return caught.value
 
 
-WANTED = download.Wanted(MODEL, "Qwen/Qwen2.5-7B-Instruct-AWQ", load_catalog(ROOT).models[MODEL])
+WANTED = Wanted(MODEL, "Qwen/Qwen2.5-7B-Instruct-AWQ", load_catalog(ROOT).models[MODEL])
 
 
 def mapped(e: BaseException, offline: bool = False, tmp: Path | None = None) -> FleetError:
-    return download.hub_error(e, WANTED, HubSettings(HF_CACHE=str(tmp or "/nonexistent")), offline=offline)
+    return hub_error(e, WANTED, HubSettings(HF_CACHE=str(tmp or "/nonexistent")), offline=offline)
 
 
 def test_gated_repo_says_accept_the_terms_and_set_a_token():

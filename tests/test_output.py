@@ -14,7 +14,7 @@ from conftest import ROOT, Cli
 from llmfleet import output
 from llmfleet.cli import report
 from llmfleet.ops.bench import Cell, Comparison
-from llmfleet.ops.doctor import Check
+from llmfleet.ops.doctor.common import Check
 from llmfleet.ops.drill import Drill, Figure
 from llmfleet.plan.catalog import load_catalog
 from llmfleet.run.startup import Phase

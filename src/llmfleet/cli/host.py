@@ -12,7 +12,7 @@ from llmfleet.cli import report
 
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per check.")] = False) -> None:
     """Check this host (driver, GPUs, VRAM, libcuda, Docker, ports, disk, HF cache, plan); exit 1 if one fails."""
-    from llmfleet.ops import doctor as host_doctor
+    from llmfleet.ops.doctor import checks as host_doctor
 
     checks = host_doctor.run()
     report.doctor(checks, as_json)

@@ -24,9 +24,10 @@ def download(
 ) -> None:
     """Download models into the shared HF cache (resumable, disk checked first), then verify them."""
     from llmfleet.models import download as models_download
+    from llmfleet.models import listing
 
     if list_models:
-        report.model_list(models_download.catalog_rows(), as_json)
+        report.model_list(listing.catalog_rows(), as_json)
         return
     models_download.download(models or [], source=source, offline=offline)
 

@@ -18,10 +18,10 @@ from llmfleet.output import out, phase_text
 from llmfleet.plan import synthetic
 
 if TYPE_CHECKING:
-    from llmfleet.models.download import CatalogRow
+    from llmfleet.models.listing import CatalogRow
     from llmfleet.models.verify import Result
     from llmfleet.ops.bench import Cell, Comparison
-    from llmfleet.ops.doctor import Check
+    from llmfleet.ops.doctor.common import Check
     from llmfleet.ops.drill import Figure
     from llmfleet.run.state import ServiceStatus, State
     from llmfleet.settings import Settings
