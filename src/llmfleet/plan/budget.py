@@ -11,7 +11,7 @@ This module does the same arithmetic ahead of time:
     KV cache = usable - weights - runtime  ->  tokens = KV cache / (layers x KV heads per card x head_dim x 2 x bytes)
 
 The runtime model is deliberately on the safe side (a plan that does not start costs a 20-minute download to
-find out). It was checked against a published vLLM log (tests/test_budget.py): Qwen3-32B bf16 with tensor
+find out). It was checked against a published vLLM log (tests/plan/test_budget.py): Qwen3-32B bf16 with tensor
 parallelism 2 left 1.66 GiB per card for everything but weights and KV cache; this model says 2.21.
 """
 
@@ -115,7 +115,7 @@ def kv_gib(model: Model, tokens: int, tensor_parallel_size: int = 1) -> float:
 def cpu_kv_tokens(model: Model, kvcache_space_gib: float) -> int:
     """The KV cache of vLLM's CPU build, in tokens: it takes VLLM_CPU_KVCACHE_SPACE GiB as it is (no profiling, no
     utilization share), so the estimate is that space over the bytes per token. Checked against captured vLLM logs
-    (tests/test_budget.py)."""
+    (tests/plan/test_budget.py)."""
     return int(kvcache_space_gib * GIB // kv_bytes_per_token(model))
 
 

@@ -14,7 +14,7 @@ from llmfleet.models import verify
 from llmfleet.models.hfcache import HubSettings
 from llmfleet.plan.catalog import load_catalog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def problems(path: Path) -> dict[str, str]:

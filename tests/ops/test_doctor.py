@@ -186,7 +186,7 @@ def test_a_compose_that_reads_our_files_passes(version):
 
 
 def test_the_compose_features_doctor_asks_for_are_the_ones_our_files_use():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     texts = {name: (root / name).read_text() for name in ("compose.yaml", "compose.cpu.yaml")}
     assert "\ninclude:" in texts["compose.yaml"]
     assert "required: true" in texts["compose.yaml"]

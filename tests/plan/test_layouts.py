@@ -19,7 +19,7 @@ from llmfleet.plan.budget import GIB
 from llmfleet.plan.catalog import load_catalog
 from llmfleet.plan.schema import load_plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

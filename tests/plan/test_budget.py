@@ -35,7 +35,7 @@ from llmfleet.plan.catalog import load_catalog
 from llmfleet.plan.hardware import GpuInfo
 from llmfleet.plan.planner import size
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 / 1024
 
 # Model -> GPU memory at input length 1 in GiB, from the sources above. At that point memory holds the weights,

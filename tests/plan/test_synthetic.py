@@ -50,4 +50,4 @@ def test_every_place_that_shows_it_says_it_is_a_smoke_test_model(model_dir: Path
     assert "smoke-test" in (model_dir / "README.md").read_text()
     from llmfleet.plan.catalog import load_catalog
 
-    assert "smoke test" in load_catalog(Path(__file__).resolve().parents[1]).models["fleet-tiny"].description
+    assert "smoke test" in load_catalog(Path(__file__).resolve().parents[2]).models["fleet-tiny"].description

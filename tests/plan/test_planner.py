@@ -4,7 +4,7 @@ Golden renders: tests/golden/<host>/ holds, for each host below, the plan as `ll
 three files `llmfleet render` writes from it. A test fails when a fresh plan or render differs. After a deliberate
 change to the planner, the catalog or a renderer, regenerate them and review the diff:
 
-    LLMFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_planner.py -k golden
+    LLMFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/plan/test_planner.py -k golden
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from llmfleet.plan.gpuspec import parse_spec
 from llmfleet.plan.schema import load_plan
 from llmfleet.render import compose, gateway, prometheus
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 HOSTS = {  # golden name -> (--gpus, --model)
     "2x12GiB-RTX3060": ("2x12GiB:RTX3060", None),
     "1x12GiB": ("1x12GiB", None),

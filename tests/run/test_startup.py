@@ -20,7 +20,7 @@ import pytest
 from llmfleet.run import startup
 from llmfleet.run.startup import DOWNLOADING, FAILED, LOADING, READY, STARTING, WARMING_UP
 
-LOGS = Path(__file__).parent / "data" / "vllm-logs"
+LOGS = Path(__file__).resolve().parents[1] / "data" / "vllm-logs"
 READY_LOG = (LOGS / "cpu-ready.log").read_text()
 
 

@@ -15,7 +15,7 @@ from llmfleet.errors import FleetError
 from llmfleet.models import realmodel, runtimes
 from llmfleet.plan.catalog import load_catalog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Writes a folder `verify` accepts: config, tokenizer and one safetensors shard whose header matches its size.
 GOOD = """

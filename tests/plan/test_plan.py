@@ -11,7 +11,7 @@ from llmfleet.errors import FleetError
 from llmfleet.plan.catalog import load_catalog
 from llmfleet.plan.schema import cpu_plan, load_plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def good() -> dict:
