@@ -11,6 +11,7 @@ from llmfleet import output, paths, secrets
 from llmfleet.cli import report
 from llmfleet.errors import FleetError
 from llmfleet.ops.loadtest.options import load_options
+from llmfleet.run.runner import for_state
 from llmfleet.run.state import running_state
 from llmfleet.settings import load_settings
 
@@ -183,7 +184,7 @@ def _soak(
         slo=(None, None, None),
     )
     key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
-    figures = soaking.soak(options, run.parse_duration(warmup), key, paths.project_root(), state, settings)
+    figures = soaking.soak(options, run.parse_duration(warmup), key, paths.project_root(), for_state(state, settings))
     (options.out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
     report.soak_figures(figures, as_json)
     soaking.judge(figures)
@@ -195,7 +196,7 @@ def _drill(users: int, window: float, as_json: bool) -> bool:
     settings = load_settings()
     state = running_state(settings, "drill", "llmfleet drill")
     key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
-    backends = drills.Backends(state, settings)
+    backends = drills.Backends(for_state(state, settings), settings)
     if len(backends.names) < 2:
         raise FleetError(
             f"the drills need two backends of one model; this fleet has {len(backends.names)}.",

