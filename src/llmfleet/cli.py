@@ -231,6 +231,36 @@ def loadtest(
 
 
 @app.command()
+def tune(
+    levels: Annotated[
+        str | None,
+        typer.Option(
+            help="Requests per server to sweep, e.g. 1,2,4,8 (default: powers of two up to the plan's max_num_seqs)."
+        ),
+    ] = None,
+    duration: Annotated[str, typer.Option(help="How long each level is measured, e.g. 20s, 1m.")] = "20s",
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the tuned plan here (default: the plan the fleet runs; fleet.NAME.yaml for a built-in plan)."
+        ),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per answer.")] = 64,
+    restart: Annotated[
+        bool | None,
+        typer.Option(
+            "--restart/--no-restart",
+            help="Restart the fleet with the tuned plan (default: ask on a terminal, else no).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Measure the running fleet and write each model's max_num_seqs (the most concurrent requests per server that
+    meet the SLOs in .env) into its plan, with the figures; then render, and restart if asked."""
+    fleet.tune(levels=levels, duration=duration, out=out, max_tokens=max_tokens, restart=restart, as_json=as_json)
+
+
+@app.command()
 def drill(
     users: Annotated[int, typer.Option(min=1, help="Concurrent streams of steady load.")] = 4,
     window: Annotated[float, typer.Option(min=5, help="Seconds each drill watches the load.")] = 15,

@@ -5,16 +5,27 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import typer
 from dotenv import dotenv_values
 
 from llmfleet import cluster, dockerrun, hardware, native, output, paths, planner, report, secrets
 from llmfleet.catalog import Catalog, load_catalog
 from llmfleet.errors import FleetError
-from llmfleet.plan import BUILTIN_PLANS, CPU_MODEL, Plan, cpu_plan, dump_plan, load_plan, plan_path, read_usable_context
+from llmfleet.plan import (
+    BUILTIN_PLANS,
+    CPU_MODEL,
+    Plan,
+    cpu_plan,
+    dump_plan,
+    load_plan,
+    plan_path,
+    read_usable_context,
+)
 from llmfleet.render import kubernetes, write_files
 from llmfleet.render.files import compose_files, stale_files
 from llmfleet.runstate import State
@@ -319,6 +330,59 @@ def loadtest(
     summary = run.loadtest(options, key, paths.project_root())
     report.loadtest_summary(summary, options.out)
     run.judge(summary)
+
+
+def tune(*, levels: str | None, duration: str, out: str | None, max_tokens: int, restart: bool | None,
+         as_json: bool) -> None:  # fmt: skip
+    """Sweep each model of the running fleet, write the concurrency that meets the objectives into its plan, render,
+    and restart when asked (src/llmfleet/tune.py)."""
+    from llmfleet import tune as tuning
+    from llmfleet.loadtest import run
+
+    settings = load_settings()
+    state = running_state(settings, "tune", "llmfleet tune")
+    root = paths.project_root()
+    running, path = _plan_to_tune(state, root, out)
+    asked = tuning.parse_levels(levels)
+    key = secrets.read_secrets(settings.secrets_file)["LITELLM_MASTER_KEY"]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    findings = []
+    for model, (servers, seqs) in tuning.servers_of(running).items():
+        per_server = tuning.levels_for(seqs, asked)
+        sweep = tuple(c * servers for c in per_server)
+        options = _load_options(
+            settings, str(root / "loadtest-results" / f"tune-{stamp}" / model), "tune", users=sweep[0],
+            spawn_rate=float(sweep[-1]), duration=duration, scenario="short", language="both", model=model,
+            max_tokens=max_tokens, stream=True, sweep=sweep, slo=(None, None, None),
+        )  # fmt: skip
+        output.info(f"Tuning {model} ({servers} servers): {', '.join(map(str, per_server))} requests per server.")
+        summary = run.loadtest(options, key, root)
+        findings.append(tuning.finding(model, servers, seqs, summary, options.slo.error_rate))
+    slo = (settings.SLO_TTFT_P95_SECONDS, settings.SLO_ITL_P95_SECONDS, settings.SLO_ERROR_RATE)
+    tuning.write(path, running, findings, slo)
+    report.tune_findings(findings, path, as_json)
+    if path == plan_path():
+        render(check=False)  # Compose, Kubernetes, the gateway and Prometheus follow the plan
+    plan_arg = None if path == plan_path() else str(path)
+    again = f"llmfleet down && llmfleet up{'' if plan_arg is None else f' --plan {plan_arg}'}"
+    if restart is None and not as_json and sys.stdin.isatty():
+        restart = typer.confirm(f"Restart the fleet with the tuned plan now ({again})?", default=False)
+    if restart:
+        down()
+        up(plan_arg, state.runner)
+    else:
+        output.info(f"The running fleet is unchanged; to serve the tuned plan: {again}")
+
+
+def _plan_to_tune(state: State, root: Path, out: str | None) -> tuple[Plan, Path]:
+    """The plan the fleet runs, and the file its tuned version goes to: that plan's own file, or for a built-in
+    plan (which has none) fleet.NAME.yaml, unless --out names one."""
+    label = state.plan
+    if label.endswith(" (built-in)"):
+        name = label.removesuffix(" (built-in)")
+        return BUILTIN_PLANS[name](), Path(out) if out else root / f"fleet.{name}.yaml"
+    source = Path(label) if Path(label).is_absolute() or Path(label).exists() else root / label
+    return load_plan(source, label), Path(out) if out else source
 
 
 def running_state(settings: Settings, doing: str, where: str) -> State:
