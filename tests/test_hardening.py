@@ -20,6 +20,7 @@ import packaging.version
 import pytest
 import yaml
 from conftest import ROOT
+from dotenv import dotenv_values
 from test_security import HASH, requirement_entries
 
 from llmfleet import dockerrun, fleet, images, native, runtimes
@@ -343,3 +344,23 @@ def test_every_pin_of_the_cuda_lock_has_a_file_with_its_hash_for_gpu_hosts_on_py
         if not usable:
             missing.append(f"{name}=={version}")
     assert missing == [], f"no wheel for x86_64 Linux / CPython 3.11 with a locked hash: {missing}"
+
+
+# --- third-party images: releases without the known CVEs, and the stand-ins keep Redis' protected mode
+
+
+def _env_image(name: str) -> tuple[int, ...]:
+    value = dotenv_values(ROOT / ".env")[name] or ""
+    return tuple(int(x) for x in re.findall(r":v?(\d+)\.(\d+)\.(\d+)", value)[0])
+
+
+def test_redis_is_a_release_with_the_fixes_for_cve_2025_21605_and_49844() -> None:
+    assert _env_image("REDIS_IMAGE") >= (7, 4, 6)
+
+
+def test_prometheus_is_on_a_supported_line() -> None:
+    assert _env_image("PROMETHEUS_IMAGE") >= (3, 5, 0)
+
+
+def test_the_redis_stand_in_keeps_protected_mode() -> None:
+    assert "protected-mode" not in (ROOT / "images" / "redis" / "Dockerfile").read_text()
