@@ -7,7 +7,7 @@ LLMFLEET := $(BIN)/llmfleet
 # `make up RUNNER=native|docker` forces a runner; PLAN=cpu forces the built-in CPU plan (PLAN=cpu-tiny: fleet-tiny).
 UP_FLAGS := $(if $(RUNNER),--runner $(RUNNER)) $(if $(PLAN),--plan $(PLAN))
 
-.PHONY: loadtest soak drill bench-gateway params help up down status logs test test-unit test-stack test-realmodel test-compose lint fmt render dashboards plan download doctor setup \
+.PHONY: loadtest tune soak drill bench-gateway params help up down status logs test test-unit test-stack test-realmodel test-compose lint fmt render dashboards plan download doctor setup \
 	system-deps docker-deps images lock clean
 
 help:  ## List the targets
@@ -103,6 +103,9 @@ _pytest:
 
 loadtest: $(VENV)/.installed  ## Load the running fleet: make loadtest USERS=8 DURATION=60s [ARGS='--sweep 1,2,4,8']
 	$(LLMFLEET) loadtest --users $(or $(USERS),4) --duration $(or $(DURATION),30s) $(ARGS)
+
+tune: $(VENV)/.installed  ## Sweep the running fleet; write the concurrency that meets the SLOs into its plan (ARGS=)
+	$(LLMFLEET) tune $(ARGS)
 
 soak: $(VENV)/.installed  ## Steady load for minutes, with errors and gateway memory: make soak DURATION=10m
 	$(LLMFLEET) soak --duration $(or $(DURATION),10m) $(ARGS)

