@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -98,8 +100,26 @@ PORT_SETTINGS = (
     "LITELLM_PORT",
     "PROMETHEUS_PORT",
     "REDIS_PORT",
+    "POSTGRES_PORT",
     "VLLM_PORT_BASE",
 )  # the last: a run of two
+
+# Each CLI's key database, in /tmp: started by root, PostgreSQL runs as `postgres`, which cannot enter pytest's own
+# folders. Removed at the end of the session.
+_KEY_DATABASES: list[Path] = []
+
+
+def _key_database() -> Path:
+    path = Path(tempfile.gettempdir()) / f"llmfleet-test-keys-{uuid.uuid4().hex[:12]}"
+    _KEY_DATABASES.append(path)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_key_databases() -> Iterator[None]:
+    yield
+    for path in _KEY_DATABASES:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def make_cli(tmp: Path) -> Cli:
@@ -108,7 +128,8 @@ def make_cli(tmp: Path) -> Cli:
         "LLMFLEET_ROOT": str(ROOT),
         "LLMFLEET_RUN_DIR": str(tmp / "run"),
         "LLMFLEET_SECRETS_FILE": str(tmp / ".env.secrets"),
-        **dict(zip(PORT_SETTINGS, map(str, free_ports(4, run=2)), strict=True)),
+        **dict(zip(PORT_SETTINGS, map(str, free_ports(5, run=2)), strict=True)),
+        "POSTGRES_DATA_DIR": str(_key_database()),
         "RUNNER": "native",
     }
     return Cli(env, tmp / "run")

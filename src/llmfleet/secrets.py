@@ -22,6 +22,8 @@ GENERATORS = {
     "GF_SECURITY_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
     # Redis, where the gateway's workers share cooldowns and usage; only the gateway holds it.
     "REDIS_PASSWORD": lambda: secrets.token_urlsafe(24),
+    # PostgreSQL, the key store (llmfleet keys); only the gateway and the CLI hold it.
+    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
 }
 
 
@@ -46,3 +48,11 @@ def read_secrets(path: Path) -> dict[str, str]:
             f"{path} does not exist.", "run `llmfleet up` (or `llmfleet secrets`) to generate it.", str(path)
         )
     return {k: v for k, v in dotenv_values(path).items() if v}
+
+
+def replace_secret(path: Path, name: str, value: str) -> None:
+    """Give one secret a new value in place; the file stays private."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if not line.startswith(f"{name}=")]
+    path.write_text("\n".join([*kept, f"{name}={value}"]) + "\n", encoding="utf-8")
+    path.chmod(0o600)

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     GRAFANA_PORT: Port = 3000
     VLLM_PORT_BASE: Port = 8100
     REDIS_PORT: Port = 6379
+    POSTGRES_PORT: Port = 5433  # not 5432: a host's own PostgreSQL keeps its port
     GATEWAY_WORKERS: Annotated[int, Field(ge=1, le=64)] | None = None  # None: as many as the plan's token rate needs
     GATEWAY_MAX_BODY_MB: Annotated[float, Field(gt=0)] = 4
     VLLM_START_TIMEOUT: Annotated[int, Field(ge=10)] = 900
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
     PROMETHEUS_BIN: str = "prometheus"
     REDIS_BIN: str = "redis-server"
     NGINX_BIN: str = "nginx"
+    POSTGRES_BIN_DIR: str = ""  # empty: pg_config's, else Debian's newest /usr/lib/postgresql/N/bin
+    POSTGRES_DATA_DIR: str = ""  # empty: /var/lib/llmfleet/postgres for root, else ~/.local/share/llmfleet/postgres
     # Service-level objectives: rendered into monitoring/prometheus/rules/slo.rules.yaml (alerts, dashboards);
     # the load test checks against the same values.
     SLO_TTFT_P95_SECONDS: Annotated[float, Field(gt=0)] = 2.0
@@ -51,6 +54,15 @@ class Settings(BaseSettings):
         """A path setting, relative to the project root unless absolute."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else paths.project_root() / p
+
+    @property
+    def postgres_data_dir(self) -> Path:
+        """The key database's files: outside the run dir, so no cleanup of runs can take the keys with it."""
+        if self.POSTGRES_DATA_DIR:
+            return self.path(self.POSTGRES_DATA_DIR)
+        if os.geteuid() == 0:
+            return Path("/var/lib/llmfleet/postgres")
+        return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "llmfleet" / "postgres"
 
     @property
     def run_dir(self) -> Path:

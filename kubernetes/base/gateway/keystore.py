@@ -213,6 +213,7 @@ def _main(argv: list[str]) -> int:
     made.add_argument("--tpm", type=int)
     made.add_argument("--expires")
     made.add_argument("--scope", default="inference")
+    made.add_argument("--replace", action="store_true", help="revoke a key of that name first (a service's key)")
     commands.add_parser("list")
     revoked = commands.add_parser("revoke")
     revoked.add_argument("name")
@@ -226,6 +227,8 @@ def _main(argv: list[str]) -> int:
                 result: Any = {"schema": len(MIGRATIONS)}
             elif args.command == "create":
                 models = [m for m in args.models.split(",") if m]
+                if args.replace:
+                    conn.execute("UPDATE llmfleet_keys SET revoked_at = now() WHERE name = %s", (args.name,))
                 key = create(conn, args.name, models=models, rpm=args.rpm, tpm=args.tpm,
                              expires=parse_expiry(args.expires), scope=args.scope)  # fmt: skip
                 result = {"name": args.name, "key": key}

@@ -4,7 +4,7 @@ one error boundary."""
 from __future__ import annotations
 
 from llmfleet import output
-from llmfleet.cli import files, fleet, host, load, models, plan
+from llmfleet.cli import files, fleet, host, keys, load, models, plan
 from llmfleet.cli.app import app
 from llmfleet.errors import FleetError
 
@@ -18,6 +18,7 @@ for command in (
     load.loadtest, load.tune, load.drill, load.soak,
 ):  # fmt: skip
     app.command()(command)
+app.add_typer(keys.keys, name="keys")
 app.add_typer(load.bench, name="bench")
 app.add_typer(host.images, name="images")
 

@@ -73,7 +73,7 @@ def errors(max_body_mb: float) -> dict[int, tuple[str, str]]:
         414: ("The URL is too long.", "invalid_request_error"),
         429: ("Too many requests from this client. Retry after a pause.", "rate_limit_error"),
         431: ("A request header is too large (at most 16 KiB each).", "invalid_request_error"),
-        500: (f"The gateway could not check the API key: its control plane is not answering. {retry}",
+        500: (f"The gateway could not check the API key: its control plane or key database is not answering. {retry}",
               "service_unavailable"),
         502: (f"The gateway's control plane is not answering. {retry}", "service_unavailable"),
         503: (f"The gateway is overloaded or starting. {retry}", "service_unavailable"),

@@ -12,6 +12,8 @@ import httpx
 def healthy(client: httpx.Client, url: str) -> bool:
     if url.startswith("redis://"):
         return redis_answers(httpx.URL(url))
+    if url.startswith("postgres://"):
+        return postgres_answers(httpx.URL(url))
     try:
         return client.get(url).status_code == 200
     except httpx.HTTPError:
@@ -27,6 +29,20 @@ def redis_answers(url: httpx.URL, timeout: float = 2) -> bool:
     except OSError:
         return False
     return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+
+def postgres_answers(url: httpx.URL, timeout: float = 2) -> bool:
+    """PostgreSQL ready for clients: a startup message is answered with an authentication request ('R'). While it
+    starts or recovers it answers with an error ('E') instead; no password is needed to tell the two apart."""
+    user, database = b"llmfleet", b"postgres"
+    body = (3 << 16).to_bytes(4, "big") + b"user\0" + user + b"\0database\0" + database + b"\0\0"
+    try:
+        with socket.create_connection((url.host, url.port or 5432), timeout=timeout) as connection:
+            connection.sendall((len(body) + 4).to_bytes(4, "big") + body)
+            reply = connection.recv(1)
+    except OSError:
+        return False
+    return reply == b"R"
 
 
 def first_answer(gateway: str, key: str, models: list[str], patience: float = 60) -> str | None:

@@ -12,6 +12,7 @@ from llmfleet.render import door as render_door
 from llmfleet.render import gateway as render_gateway
 from llmfleet.render import prometheus as render_prometheus
 from llmfleet.render import write_files
+from llmfleet.run.native import postgres
 from llmfleet.run.native.services import HOST, topology
 from llmfleet.settings import Settings
 
@@ -63,10 +64,13 @@ def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str,
     write_files(files)
     write_door_config(settings)
     write_redis_config(run_dir / "redis", settings.REDIS_PORT, secrets["REDIS_PASSWORD"])
-    key = run_dir / "secrets" / "gateway.key"
-    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = run_dir / "secrets" / "gateway.key"  # Prometheus' key for the gateway's /metrics, issued once the key
+    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # database runs (keys.py); empty until then
     key.touch(mode=0o600)
-    key.write_text(secrets["LITELLM_MASTER_KEY"])
+    key.write_text("")
+    # The key database's cluster, created on first use.
+    postgres.initialize(postgres.bindir(settings.POSTGRES_BIN_DIR), settings.postgres_data_dir,
+                        secrets["POSTGRES_PASSWORD"])  # fmt: skip
 
 
 def write_redis_config(folder: Path, port: int, password: str) -> None:

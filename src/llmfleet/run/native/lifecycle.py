@@ -19,6 +19,7 @@ from llmfleet.plan import synthetic
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
 from llmfleet.run import probe, procs, startup
+from llmfleet.run.native import keys
 from llmfleet.run.native.configs import write_configs
 from llmfleet.run.native.ports import port_is_free
 from llmfleet.run.native.services import HOST, Service, services
@@ -82,6 +83,8 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
                 handles[service.name] = _launch(service, run_dir)
                 state.save(run_dir)  # at once: `down` must find what a half-finished `up` started
             _wait_healthy(State(state.root, state.plan, state.models, wave), handles, settings.VLLM_START_TIMEOUT)
+            if any(s.name == "postgres" for s in wave):
+                keys.after_database_start(settings, secrets)  # the schema, and Prometheus' own key
         problem = probe.first_answer(
             f"http://{HOST}:{settings.GATEWAY_PORT}", secrets["LITELLM_MASTER_KEY"], state.models
         )

@@ -20,8 +20,16 @@ SERVER_USER = "postgres"  # Debian's postgresql package creates it
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 
 
-def bindir() -> Path:
-    """The server's binaries (initdb, postgres, pg_isready): pg_config's answer, else Debian's newest version."""
+def bindir(configured: str = "") -> Path:
+    """The server's binaries (initdb, postgres): POSTGRES_BIN_DIR, else pg_config's answer, else Debian's newest."""
+    if configured:
+        if not (Path(configured) / "postgres").is_file():
+            raise FleetError(
+                f"POSTGRES_BIN_DIR is {configured}, which has no `postgres` server binary.",
+                "point it at PostgreSQL's bin folder (Debian: /usr/lib/postgresql/15/bin), or leave it empty.",
+                ".env: POSTGRES_BIN_DIR",
+            )
+        return Path(configured)
     pg_config = shutil.which("pg_config")
     if pg_config:
         found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()

@@ -17,6 +17,7 @@ from llmfleet.plan.schema import Plan
 from llmfleet.plan.serving import NO_USAGE_STATS, guard_env, model_path, vllm_args
 from llmfleet.render import Topology
 from llmfleet.render import gateway as render_gateway
+from llmfleet.run.native import postgres
 from llmfleet.settings import Settings
 
 HOST = "127.0.0.1"
@@ -112,6 +113,9 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
             "Install it (Debian: apt-get install redis-server) or set REDIS_BIN in .env."
         )
 
+    # PostgreSQL before the gateway: its per-user keys and their usage (gateway/keystore.py).
+    result.append(postgres_service(settings))
+
     gateway_bin = runtimes.GATEWAY.directory(root) / "bin" / "litellm"
     result.append(
         Service(
@@ -135,6 +139,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 "VLLM_API_KEY": secrets["VLLM_API_KEY"],
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # it would fetch the cost map from GitHub at every start
                 "GATEWAY_MAX_BODY_MB": str(settings.GATEWAY_MAX_BODY_MB),  # read by gateway/guard.py
+                "LLMFLEET_KEYS_DSN": keys_dsn(settings, secrets),  # read by gateway/auth.py and usage.py
                 **shared_state,
             },
         )
@@ -190,6 +195,17 @@ def door_service(settings: Settings) -> Service:
     folder = settings.run_dir / "door"
     argv = [nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)]
     return Service("door", argv, settings.GATEWAY_PORT, "GATEWAY_PORT", "/door/health")
+
+
+def postgres_service(settings: Settings) -> Service:
+    """The key store's database, on 127.0.0.1; its files in POSTGRES_DATA_DIR (run/native/postgres.py)."""
+    bin_dir = postgres.bindir(settings.POSTGRES_BIN_DIR)
+    argv = postgres.server_argv(bin_dir, settings.postgres_data_dir, settings.POSTGRES_PORT)
+    return Service("postgres", argv, settings.POSTGRES_PORT, "POSTGRES_PORT", "", scheme="postgres")
+
+
+def keys_dsn(settings: Settings, secrets: dict[str, str]) -> str:
+    return postgres.dsn(settings.POSTGRES_PORT, secrets["POSTGRES_PASSWORD"])
 
 
 def history_dir(settings: Settings) -> Path:
