@@ -70,17 +70,7 @@ def levels_for(max_num_seqs: int, asked: tuple[int, ...] = ()) -> tuple[int, ...
 
 
 def parse_levels(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        levels = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        levels = ()
-    if not levels or any(c < 1 for c in levels) or list(levels) != sorted(set(levels)):
-        raise FleetError(
-            f"levels {text!r} is not a rising list of concurrencies per server.", "write it as 1,2,4,8.", "--levels"
-        )
-    return levels
+    return run.rising_counts(text, "--levels", "concurrencies per server")
 
 
 def level_from_sweep(row: dict[str, Any], servers: int) -> Level:

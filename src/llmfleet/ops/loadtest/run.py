@@ -56,6 +56,11 @@ def parse_duration(text: str) -> int:
 
 
 def parse_sweep(text: str | None) -> tuple[int, ...]:
+    return rising_counts(text, "--sweep", "user counts")
+
+
+def rising_counts(text: str | None, flag: str, what: str) -> tuple[int, ...]:
+    """`1,2,4,8`: whole numbers of 1 or more, each above the last; () for nothing."""
     if not text:
         return ()
     try:
@@ -63,7 +68,7 @@ def parse_sweep(text: str | None) -> tuple[int, ...]:
     except ValueError:
         steps = ()
     if not steps or any(s < 1 for s in steps) or list(steps) != sorted(set(steps)):
-        raise FleetError(f"sweep {text!r} is not a rising list of user counts.", "write it as 1,2,4,8.", "--sweep")
+        raise FleetError(f"{flag.lstrip('-')} {text!r} is not a rising list of {what}.", "write it as 1,2,4,8.", flag)
     return steps
 
 
