@@ -77,7 +77,7 @@ def test_system_deps_never_stops_or_disables_a_service_the_host_runs(tmp_path: P
 def _native_services(tmp_path: Path) -> dict[str, native_services.Service]:
     """The services a native `up` of the CPU plan would start, with stand-in binaries for Prometheus and Redis."""
     settings = Settings(PROMETHEUS_BIN="/bin/true", REDIS_BIN="/bin/true", LLMFLEET_RUN_DIR=str(tmp_path / "run"))
-    secrets = {"VLLM_API_KEY": "v", "LITELLM_MASTER_KEY": "m", "REDIS_PASSWORD": "r"}
+    secrets = {"VLLM_API_KEY": "v", "LITELLM_MASTER_KEY": "m", "REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p"}
     found = native_services.services(cpu_plan(), load_catalog(ROOT), settings, ROOT, secrets)
     return {s.name: s for s in found}
 

@@ -8,9 +8,11 @@ from llmfleet.plan.serving import (
     BACKEND_GUARD,
     VLLM_CONTAINER_PORT,
 )
-from llmfleet.render import HEADER, door, gateway
+from llmfleet.render import door, gateway
 from llmfleet.render.k8s.common import (
     BASE,
+    COMPONENT_OF_GATEWAY,
+    COMPONENT_OF_VLLM,
     CONTAINER_SECURITY,
     DOOR,
     DOOR_CONFIG,
@@ -164,18 +166,24 @@ def _admit_only(name: str, app: str, client: str, port: int) -> dict[str, object
 
 
 def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
-    # The hand-written files LiteLLM loads from its config's folder, as every runner ships them.
-    copies = {name: (root / "gateway" / name).read_text(encoding="utf-8") for name in gateway.GATEWAY_FILES}
+    # The hand-written files LiteLLM loads, the door's config and the backend guard are read where they are, by
+    # kustomize Components in gateway/ and vllm/ (kustomize reads files only below a kustomization): no copies.
+    gateway_component = kustomize(
+        "Component",
+        configMapGenerator=[
+            # gateway/config.yaml, auth.py ... as they are; each overlay adds its models.yaml.
+            {"name": GATEWAY_CONFIG, "files": list(gateway.GATEWAY_FILES)},
+            {"name": DOOR_CONFIG, "files": [door.CONTAINER_CONFIG.name]},
+        ],
+    )
+    vllm_component = kustomize("Component", configMapGenerator=[{"name": GUARD_CONFIG, "files": [BACKEND_GUARD]}])
     kustomization = kustomize(
         resources=["namespace.yaml", "door.yaml", "gateway.yaml", "network-policy.yaml"],
+        components=[f"../../{COMPONENT_OF_GATEWAY}", f"../../{COMPONENT_OF_VLLM}"],
         configMapGenerator=[
-            # gateway/config.yaml and auth.py as they are; each overlay adds its models.yaml.
-            {"name": GATEWAY_CONFIG, "files": [f"gateway/{name}" for name in copies]},
             # Where vLLM downloads from. In China: an overlay's configMapGenerator with behavior: merge and
             # HF_ENDPOINT=https://hf-mirror.com (README: More than one host).
             {"name": HF_CONFIG, "literals": [f"{k}={env[k]}" for k in ("HF_ENDPOINT", "HF_HUB_OFFLINE")]},
-            {"name": GUARD_CONFIG, "files": [f"vllm/{BACKEND_GUARD}"]},
-            {"name": DOOR_CONFIG, "files": [f"door/{door.CONTAINER_CONFIG.name}"]},
         ],
     )
     namespace = {"apiVersion": "v1", "kind": "Namespace",
@@ -197,6 +205,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         "if your Prometheus runs elsewhere. Gateway pods accept this namespace's door and the same Prometheus only.",
         "Probes come from the kubelet.",
     )
+    component_notes = ("Kubernetes' base (kubernetes/base) includes this Component: kustomize reads these files here.",)
     files = {
         BASE / "kustomization.yaml": document(RENDERER, [kustomization]),
         BASE / "namespace.yaml": document(RENDERER, [namespace]),
@@ -204,10 +213,6 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         BASE / "gateway.yaml": document(".env", _gateway_objects(env), gateway_notes),
         BASE / "network-policy.yaml": document(RENDERER, [_network_policy(), _gateway_network_policy()], policy_notes),
     }
-    for name, text in copies.items():
-        files[BASE / "gateway" / name] = HEADER.format(source=f"gateway/{name}") + text
-    # The same text as Compose's gateway/door.conf, from the same function and .env.
-    files[BASE / "door" / door.CONTAINER_CONFIG.name] = door.container_conf(float(env["GATEWAY_MAX_BODY_MB"]))
-    guard = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
-    files[BASE / "vllm" / BACKEND_GUARD] = HEADER.format(source=f"vllm/{BACKEND_GUARD}") + guard
+    files[COMPONENT_OF_GATEWAY / "kustomization.yaml"] = document(RENDERER, [gateway_component], component_notes)
+    files[COMPONENT_OF_VLLM / "kustomization.yaml"] = document(RENDERER, [vllm_component], component_notes)
     return files

@@ -16,6 +16,9 @@ from llmfleet.yamltext import Dumper
 KUBERNETES = Path("kubernetes")
 
 BASE = KUBERNETES / "base"
+# Components beside the files they ship, so kustomize reads them where they are.
+COMPONENT_OF_GATEWAY = Path("gateway")
+COMPONENT_OF_VLLM = Path("vllm")
 
 MONITORING = KUBERNETES / "components" / "monitoring"
 
