@@ -79,7 +79,7 @@ def test_usage_per_key_is_in_prometheus_and_in_keys_list(stack: Stack) -> None:
     assert row["requests"] == 3 and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
     assert row["last_used_at"] is not None
     deadline = time.monotonic() + 60
-    expr = 'sum(litellm_proxy_total_requests_metric{api_key_alias="metered"})'
+    expr = 'sum(litellm_proxy_total_requests_metric_total{api_key_alias="metered"})'
     while True:  # by name only: no series carries the key itself
         ok, result, error = query(stack.prometheus, expr)
         assert ok, error

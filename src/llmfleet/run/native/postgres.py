@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -115,12 +116,47 @@ def initialize(bin_dir: Path, data: Path, password: str) -> bool:
 
 
 def server_argv(bin_dir: Path, data: Path, port: int) -> list[str]:
-    """The server on 127.0.0.1 only, over TCP (no unix socket: no folder of the run dir to share with it)."""
-    return as_server_user([
+    """The server on 127.0.0.1 only, over TCP (no unix socket: no folder of the run dir to share with it), started
+    through this module's launcher (below), which clears the lock a crashed server left."""
+    server = as_server_user([
         str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
         "-c", "unix_socket_directories=", "-c", "max_connections=50",
     ])  # fmt: skip
+    return [sys.executable, "-m", "llmfleet.run.native.postgres", str(data), "--", *server]
+
+
+def clear_stale_lock(data: Path) -> bool:
+    """Remove postmaster.pid when the server it names is gone or a zombie (a SIGKILLed server whose parent exited
+    is reaped only if the host's init reaps orphans; PostgreSQL takes a zombie for a live server and would refuse
+    to start). True if it was removed."""
+    lock = data / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        state = "gone"
+    if state not in ("gone", "Z", "X"):
+        return False
+    lock.unlink(missing_ok=True)
+    return True
+
+
+def _launch(argv: list[str]) -> None:
+    """`python -m llmfleet.run.native.postgres DATA -- SERVER...`: clear a stale lock, then become the server (exec:
+    the pid the runner tracks is the server's own)."""
+    data, server = Path(argv[0]), argv[2:]
+    if clear_stale_lock(data):
+        print(f"llmfleet: removed a stale {data / 'postmaster.pid'} (its server had ended)", flush=True)
+    os.chdir("/")  # the run dir may be closed to the server's user
+    os.execvp(server[0], server)  # noqa: S606 - the server command line the runner built, not user input
 
 
 def dsn(port: int, password: str) -> str:
     return f"host=127.0.0.1 port={port} dbname=postgres user={USER} password={password} connect_timeout=3"
+
+
+if __name__ == "__main__":
+    _launch(sys.argv[1:])
