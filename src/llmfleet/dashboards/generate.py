@@ -308,6 +308,11 @@ def gateway() -> builders.Dashboard:
         .with_panel(graph("Error rate", "Share answered with 5xx or 429, and the objective SLO_ERROR_RATE.",
                           "percentunit", ["error_ratio", "slo_error_ratio"], width=8))
         .with_panel(graph("In flight", "Requests inside the gateway now.", "short", ["gateway_in_flight"], width=8))
+        .with_row(builders.Row("Keys"))
+        .with_panel(graph("Requests per key", "Requests by key name (llmfleet keys); the master key as master.",
+                          "reqps", ["key_requests"], width=12))
+        .with_panel(graph("Tokens per key", "Prompt and output tokens by key name, as LiteLLM counts them.",
+                          "short", ["key_prompt_tokens", "key_completion_tokens"], width=12))
         .with_row(builders.Row("What the gateway adds"))
         .with_panel(graph("Mean latency", "Per request: at the gateway in all, in the gateway's call to vLLM, and "
                           "inside vLLM. The gaps are what the gateway and the hop add.", "s",

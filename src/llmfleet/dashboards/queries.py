@@ -116,6 +116,9 @@ QUERIES: dict[str, Query] = {
     "card_ttft_p95": Query(_per_card("server:vllm_time_to_first_token_seconds:p95_rate1m"), gpu_only=True),
     "card_generation_tokens": Query(_per_card("server:vllm_generation_tokens:rate1m"), gpu_only=True),
     # --- the gateway ---------------------------------------------------------------------------------------
+    "key_requests": Query("key:gateway_requests:rate5m", "{{key}}"),
+    "key_prompt_tokens": Query("key:gateway_prompt_tokens:rate5m", "{{key}} prompt"),
+    "key_completion_tokens": Query("key:gateway_completion_tokens:rate5m", "{{key}} output"),
     "gateway_in_flight": Query("job:gateway_in_flight_requests:sum", "in flight"),
     "gateway_latency_p50": Query(
         f"model_group:gateway_request_total_latency_seconds:p50_rate1m{_G}", "{{model_group}} p50"
