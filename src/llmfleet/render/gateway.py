@@ -28,7 +28,16 @@ CONTAINER_PORT = 4000  # LiteLLM's port inside its container, in Compose (gatewa
 
 # Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
 # Every runner ships all of them beside the rendered models.yaml.
-GATEWAY_FILES = ("config.yaml", "auth.py", "guard.py", "loadaware.py", "params.yaml", "keystore.py", "usage.py")
+GATEWAY_FILES = (
+    "config.yaml",
+    "auth.py",
+    "guard.py",
+    "loadaware.py",
+    "loadpick.py",
+    "params.yaml",
+    "keystore.py",
+    "usage.py",
+)
 
 
 def first_token_timeout(plan: Plan, model: str) -> int:
