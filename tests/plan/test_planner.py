@@ -267,7 +267,7 @@ def render(spec: str, model: str | None, catalog) -> dict[str, str]:
     host = host_plan(spec, catalog, model)
     topology = compose.topology(host.plan)
     return {
-        "plan.json": json.dumps(planner.describe(host, catalog), indent=2, ensure_ascii=False) + "\n",
+        "plan.json": json.dumps(planner.describe(host, catalog).to_json(), indent=2, ensure_ascii=False) + "\n",
         "services.yaml": compose.services(host.plan, catalog),
         "models.yaml": gateway.model_list(host.plan, topology),
         "prometheus.yml": prometheus.config(host.plan, topology, RULES),

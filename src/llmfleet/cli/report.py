@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from llmfleet.ops.doctor.common import Check
     from llmfleet.ops.drill import Figure
     from llmfleet.ops.tune import Finding
+    from llmfleet.plan.planner import Description
     from llmfleet.run.state import ServiceStatus, State
     from llmfleet.settings import Settings
 
@@ -101,63 +102,64 @@ _COMMON_FLAGS = {"--model", "--served-model-name", "--host", "--port", "--max-mo
                  "--disable-uvicorn-access-log", "--gpu-memory-utilization", "--tensor-parallel-size"}  # fmt: skip
 
 
-def plan(hosts: dict[str, dict[str, Any]], as_json: bool, explain: bool = False) -> None:
+def plan(hosts: dict[str, Description], as_json: bool, explain: bool = False) -> None:
     """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name; `explain`: every layout
     weighed, one line each."""
     if as_json:
-        output.json(hosts[""] if list(hosts) == [""] else hosts)
+        output.json(hosts[""].to_json() if list(hosts) == [""] else {p: h.to_json() for p, h in hosts.items()})
         return
     for pool, host in hosts.items():
         _plan_table(host, pool, explain)
 
 
-def _plan_table(host: dict[str, Any], pool: str, explain: bool = False) -> None:
-    title = f"Plan for {host['host']}" + (f", node pool {pool}" if pool else "")
-    if host["device"] == "cpu":
+def _plan_table(host: Description, pool: str, explain: bool = False) -> None:
+    title = f"Plan for {host.host}" + (f", node pool {pool}" if pool else "")
+    if host.device == "cpu":
         out.print(f"[bold]{title}[/]: no GPU.")
         table = output.table("server", "model", "context", "concurrent seqs", "flags", title_justify="left")
-        names = [f"vllm-cpu{i}" for i in range(len(host["plan"]["servers"]))]
-        for name, server in zip(names, host["plan"]["servers"], strict=True):
-            table.add_row(name, server["model"], f"{server['max_model_len']:,}", str(server["max_num_seqs"]), "-")
+        for name, server in host.plan.named_servers():
+            table.add_row(name, server.model, f"{server.max_model_len:,}", str(server.max_num_seqs), "-")
         out.print(table)
     else:
         table = output.table("GPU", "card", "model", "weights", "KV cache", "context", "full-length\nat once",
                       "max seqs", "flags", title=title, title_justify="left")  # fmt: skip
-        for gpu in host["gpus"]:
-            name = gpu["name"].removeprefix("NVIDIA ").removeprefix("GeForce ")
-            card = f"{gpu['memory_gib']:g} GiB" if name.endswith(" GiB GPU") else f"{name}\n{gpu['memory_gib']:g} GiB"
-            if gpu["server"] is None:
-                table.add_row(str(gpu["index"]), card, "[dim](not used)[/]", "", "", "", "", "", "")
+        for gpu in host.gpus:
+            name = gpu.name.removeprefix("NVIDIA ").removeprefix("GeForce ")
+            card = f"{gpu.memory_gib:g} GiB" if name.endswith(" GiB GPU") else f"{name}\n{gpu.memory_gib:g} GiB"
+            serving = gpu.serving
+            if serving is None or serving.budget is None:
+                table.add_row(str(gpu.index), card, "[dim](not used)[/]", "", "", "", "", "", "")
                 continue
-            budget = gpu["budget"]
-            tp = f" (TP {gpu['tensor_parallel_size']})" if gpu["tensor_parallel_size"] > 1 else ""
+            budget = serving.budget
+            tp = f" (TP {serving.tensor_parallel_size})" if serving.tensor_parallel_size > 1 else ""
             table.add_row(
-                str(gpu["index"]),
+                str(gpu.index),
                 card,
-                f"{gpu['model']}{tp}\n[dim]{gpu['kernel']}[/]",
-                f"{budget['weights_gib']:.1f} GiB",
-                f"{budget['kv_cache_gib']:.1f} GiB\n{budget['kv_tokens']:,} tok",
-                f"{gpu['max_model_len']:,}",
-                f"{budget['full_length_sequences']:.1f}",
-                str(gpu["max_num_seqs"]),
-                _model_flags(gpu["vllm_args"]),
+                f"{serving.model}{tp}\n[dim]{serving.kernel}[/]",
+                f"{budget.weights_gib:.1f} GiB",
+                f"{budget.kv_cache_gib:.1f} GiB\n{budget.kv_tokens:,} tok",
+                f"{serving.max_model_len:,}",
+                f"{budget.full_length_sequences:.1f}",
+                str(serving.max_num_seqs),
+                _model_flags(serving.vllm_args),
             )
         out.print(table)
-    groups = "; ".join(f"{model}: {', '.join(servers)}" for model, servers in host["model_groups"].items())
+    groups = "; ".join(f"{model}: {', '.join(servers)}" for model, servers in host.model_groups.items())
     out.print(f"Model groups (one gateway endpoint each): {groups}")
-    for comparison in host.get("layouts", []):
-        gpus = ", ".join(str(g) for g in comparison["gpus"])
-        lines = comparison["why"] if explain else [line for line, x in zip(comparison["why"], comparison["layouts"],
-                                                                           strict=True) if x["chosen"]]  # fmt: skip
-        out.print(f"Layout of {comparison['model']} on GPU {gpus} ({comparison['basis']}):", markup=False)
-        for line in lines:
+    for comparison in host.layouts:
+        gpus = ", ".join(str(c.index) for c in comparison.cards)
+        lines = comparison.lines()
+        shown = lines if explain else [line for line, x in zip(lines, comparison.layouts, strict=True)
+                                       if x is comparison.chosen]  # fmt: skip
+        out.print(f"Layout of {comparison.model} on GPU {gpus} ({comparison.basis()}):", markup=False)
+        for line in shown:
             out.print(f"  {line}", markup=False)
-    if "node_selector" in host:  # a node pool: the node labels its pods require
+    if host.node_selector is not None:  # a node pool: the node labels its pods require
         ops = {"In": "in", "NotIn": "not in", "Gt": ">", "Lt": "<", "Exists": "exists", "DoesNotExist": "absent"}
-        labels = [f"{r['key']} {ops[r['operator']]} {', '.join(r.get('values', []))}".rstrip()
-                  for r in host["node_selector"]]  # fmt: skip
+        labels = [f"{r['key']} {ops[str(r['operator'])]} {', '.join(r.get('values', []))}".rstrip()  # type: ignore[arg-type]
+                  for r in host.node_selector]  # fmt: skip
         out.print(f"Nodes: {'; '.join(labels) or 'any'}", markup=False)
-    for note in host["notes"]:
+    for note in host.notes:
         out.print(f"[yellow]note:[/] {note}")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +27,7 @@ from llmfleet.plan import gpuspec, synthetic
 from llmfleet.plan.budget import CUDA_VISIBLE
 from llmfleet.plan.catalog import Catalog, load_catalog
 from llmfleet.plan.hardware import GpuInfo
-from llmfleet.plan.planner import POOLS_NOTE, HostPlan, describe
+from llmfleet.plan.planner import POOLS_NOTE, Description, HostPlan, describe
 from llmfleet.plan.schema import Plan, Server
 from llmfleet.yamltext import to_yaml
 
@@ -178,13 +178,13 @@ def from_hosts(hosts: dict[str, HostPlan]) -> Cluster:
     return Cluster(pools=pools)
 
 
-def describe_pools(hosts: dict[str, HostPlan], catalog: Catalog) -> dict[str, dict[str, object]]:
+def describe_pools(hosts: dict[str, HostPlan], catalog: Catalog) -> dict[str, Description]:
     """`llmfleet plan --json` for node pools: each pool as `planner.describe` gives a host, with its node selector."""
     cluster = from_hosts(hosts)
     described = {}
     for name, host in hosts.items():
         selector = [r.model_dump(exclude_defaults=True) for r in cluster.pools[name].node_selector]
-        described[name] = describe(host, catalog) | {"node_selector": selector}
+        described[name] = replace(describe(host, catalog), node_selector=tuple(selector))
     return described
 
 
