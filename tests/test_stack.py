@@ -144,7 +144,7 @@ def test_status_json_reports_every_service_healthy(stack: Stack) -> None:
     result = stack.cli("status", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["vllm-cpu0", "vllm-cpu1", "redis", "gateway", "door", "prometheus"]
+    assert [r["name"] for r in rows] == ["vllm-cpu0", "vllm-cpu1", "redis", "postgres", "gateway", "door", "prometheus"]
     assert all(r["healthy"] and r["pid"] > 0 and r["port"] > 0 for r in rows)
 
 
