@@ -19,16 +19,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmfleet.errors import FleetError, first_problem, yaml_path
+from llmfleet.errors import FleetError, yaml_path
 from llmfleet.plan import gpuspec, synthetic
 from llmfleet.plan.budget import CUDA_VISIBLE
 from llmfleet.plan.catalog import Catalog, load_catalog
 from llmfleet.plan.hardware import GpuInfo
 from llmfleet.plan.planner import POOLS_NOTE, Description, HostPlan, describe
-from llmfleet.plan.schema import Plan, Server
+from llmfleet.plan.schema import Plan, Server, read_checked
 from llmfleet.yamltext import to_yaml
 
 PLANS_DIR = Path("kubernetes") / "plans"
@@ -252,21 +251,13 @@ def load_cluster(path: Path, name: str) -> Cluster:
     if not path.is_file():
         raise FleetError(f"{name} does not exist.", "write it with `llmfleet plan --gpus 'POOL=SPEC;...' --out "
                          f"{name}`.", name)  # fmt: skip
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise FleetError(f"{name} is not valid YAML{at}.", "fix the YAML syntax there.", name) from None
-    try:
-        cluster = Cluster.model_validate(raw)
-    except ValidationError as e:
-        problem, loc = first_problem(e.errors())
-        raise FleetError(
-            f"{name} is not a valid cluster plan: {problem}.",
-            "correct that field; `llmfleet plan --gpus 'POOL=SPEC;...' --out FILE` writes a valid one.",
-            yaml_path(name, loc),
-        ) from None
+    cluster = read_checked(
+        path,
+        name,
+        Cluster,
+        "cluster plan",
+        "correct that field; `llmfleet plan --gpus 'POOL=SPEC;...' --out FILE` writes a valid one.",
+    )
     catalog = load_catalog()
     for pool_name, pool in cluster.pools.items():
         try:

@@ -7,7 +7,7 @@ rendered from it by `llmfleet render`; the native runner builds its processes fr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
@@ -200,11 +200,11 @@ def plan_path() -> Path:
     return paths.project_root() / PLAN_FILE
 
 
-def load_plan(path: Path | None = None, name: str = PLAN_FILE) -> Plan:
-    """Read and check a plan; `name` is how messages refer to the file (as the user wrote it)."""
-    path = path or plan_path()
-    if not path.is_file():
-        raise FleetError(f"{name} does not exist.", "run `llmfleet plan --write` to write it.", name)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_checked(path: Path, name: str, model: type[ModelT], kind: str, fix: str) -> ModelT:
+    """A YAML file read into `model`: a syntax error names the line, a wrong field its path (plans, cluster plans)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -214,14 +214,20 @@ def load_plan(path: Path | None = None, name: str = PLAN_FILE) -> Plan:
             f"{name} is not valid YAML{at}: {getattr(e, 'problem', e)}.", "fix the YAML syntax there.", name
         ) from None
     try:
-        plan = Plan.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         problem, loc = first_problem(e.errors())
-        raise FleetError(
-            f"{name} is not a valid plan: {problem}.",
-            "correct that field; `llmfleet plan` writes a valid plan for this host.",
-            yaml_path(name, loc),
-        ) from None
+        raise FleetError(f"{name} is not a valid {kind}: {problem}.", fix, yaml_path(name, loc)) from None
+
+
+def load_plan(path: Path | None = None, name: str = PLAN_FILE) -> Plan:
+    """Read and check a plan; `name` is how messages refer to the file (as the user wrote it)."""
+    path = path or plan_path()
+    if not path.is_file():
+        raise FleetError(f"{name} does not exist.", "run `llmfleet plan --write` to write it.", name)
+    plan = read_checked(
+        path, name, Plan, "plan", "correct that field; `llmfleet plan` writes a valid plan for this host."
+    )
     catalog = load_catalog()
     plan.check_models(catalog, name)
     plan.check_budgets(catalog, name)
