@@ -45,6 +45,8 @@ def ports(host: Host) -> Check:
         ("GATEWAY_PORT", s.GATEWAY_PORT),
         ("LITELLM_PORT", s.LITELLM_PORT),
         ("PROMETHEUS_PORT", s.PROMETHEUS_PORT),
+        ("REDIS_PORT", s.REDIS_PORT),
+        ("POSTGRES_PORT", s.POSTGRES_PORT),
     ]
     wanted += [(f"VLLM_PORT_BASE+{i}", s.VLLM_PORT_BASE + i) for i in range(len(host.plan_to_run().servers))]
     state = State.load(s.run_dir)
