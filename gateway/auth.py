@@ -67,7 +67,7 @@ async def _stored_key(api_key: str) -> Any:
     if cached and now - cached[0] < CACHE_S:
         return cached[1]
     try:
-        key = await asyncio.to_thread(_read, keystore, api_key)
+        key = await asyncio.to_thread(keystore.SHARED.run, lambda conn: keystore.lookup(conn, api_key))
     except Exception as problem:  # psycopg's OperationalError and kin: the database is down or unreachable
         raise _refuse(
             f"The gateway cannot check this key: its key database does not answer ({type(problem).__name__}). "
@@ -78,11 +78,6 @@ async def _stored_key(api_key: str) -> Any:
     if key is not None:
         _found[hashed] = (now, key)
     return key
-
-
-def _read(keystore: Any, api_key: str) -> Any:
-    with keystore.connect() as conn:
-        return keystore.lookup(conn, api_key)
 
 
 async def _user(request: Request, key: Any) -> UserAPIKeyAuth:

@@ -17,15 +17,18 @@ import os
 import re
 import secrets
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 DSN_ENV = "LLMFLEET_KEYS_DSN"
+T = TypeVar("T")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 KEY_PREFIX = "sk-fleet-"
 CONNECT_TIMEOUT_S = 3  # a database that does not answer is a 503 within seconds, never a hung request
@@ -95,6 +98,32 @@ def digest(key: str) -> str:
 def connect(dsn: str | None = None) -> psycopg.Connection[dict[str, Any]]:
     return psycopg.connect(dsn or os.environ[DSN_ENV], connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row,
                            autocommit=True)  # fmt: skip
+
+
+class Shared:
+    """One connection per gateway worker, kept open: a new one per request would cost a password handshake each
+    time. Used from worker threads (asyncio.to_thread), one at a time; a broken connection is opened again once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = connect()
+                try:
+                    return work(self._conn)
+                except psycopg.OperationalError:
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+
+SHARED = Shared()  # the gateway worker's connection (auth.py, usage.py), opened at first use; the CLI connects per run
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:

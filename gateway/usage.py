@@ -41,8 +41,7 @@ class UsageRecorder(CustomLogger):
 def _record(name: str, prompt_tokens: int, completion_tokens: int) -> None:
     import keystore  # imports psycopg, which only a fleet with a key store needs
 
-    with keystore.connect() as conn:
-        keystore.record_usage(conn, name, prompt_tokens, completion_tokens)
+    keystore.SHARED.run(lambda conn: keystore.record_usage(conn, name, prompt_tokens, completion_tokens))
 
 
 recorder = UsageRecorder()
