@@ -97,3 +97,22 @@ def test_an_export_restores_every_key_after_the_rows_are_lost(database: str) -> 
 def test_a_database_that_does_not_answer_is_named_with_its_setting() -> None:
     code, answer = keys(postgres.dsn(free_port(), "x"), "list")
     assert code == 3 and "does not answer" in answer["error"] and answer["flag"] == "LLMFLEET_KEYS_DSN"  # type: ignore[index]
+
+
+def test_the_gateways_shared_connection_is_opened_again_after_the_server_drops_it(database: str) -> None:
+    python = runtimes.GATEWAY.python(paths.project_root())
+    script = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import keystore
+first = keystore.SHARED.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+with keystore.connect() as admin:  # what a database restart does to an open connection
+    admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+second = keystore.SHARED.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+again = keystore.SHARED.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+print(first != second, second == again)
+"""
+    result = subprocess.run([str(python), "-c", script, str(ROOT / "gateway")], capture_output=True, text=True,
+                            env={**os.environ, "LLMFLEET_KEYS_DSN": database}, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]  # a new connection once, then kept
