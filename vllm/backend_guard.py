@@ -6,7 +6,7 @@ vLLM's `--api-key` guards only some path prefixes (/v1 among them): `/invocation
 - a completion request without the backends' key (401), before its body is read;
 - a body larger than LLMFLEET_MAX_BODY_MB (413), and a request that alone would hold much of the server:
   `n` (or `best_of`) above LLMFLEET_MAX_N, `max_tokens` above LLMFLEET_MAX_TOKENS (400, naming the field).
-The caps come from the plan (src/llmfleet/serving.py). Standard library only: it runs in any vLLM image.
+The caps come from the plan (src/llmfleet/plan/serving.py). Standard library only: it runs in any vLLM image.
 vLLM adds it outermost, so it runs before vLLM's own key check.
 """
 

@@ -5,7 +5,7 @@ not installed there), so it imports nothing of llmfleet:
 
     python -I convert_gguf.py GGUF_FILE OUT_DIR
 
-It writes into OUT_DIR, which must not exist yet; the caller (llmfleet.realmodel) gives a temporary folder and
+It writes into OUT_DIR, which must not exist yet; the caller (llmfleet.models.realmodel) gives a temporary folder and
 renames it once this script has succeeded, so an interrupted conversion never leaves a folder that looks complete.
 transformers dequantizes the GGUF's tensors as it loads them; the model it returns still carries the GGUF
 quantizer, and save_pretrained refuses such a model until the quantizer and its config are removed.

@@ -54,4 +54,4 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
             "prometheus-data:/prometheus",
         ]),
     }  # fmt: skip
-    return rendered({"services": services}, source="the built-in CPU plan (cpu_plan in src/llmfleet/plan.py)")
+    return rendered({"services": services}, source="the built-in CPU plan (cpu_plan in src/llmfleet/plan/schema.py)")

@@ -13,7 +13,7 @@ COMPOSE_SERVICES = Path("vllm/services.yaml")
 GATEWAY_MODELS = Path("gateway/models.yaml")
 PROMETHEUS_CONFIG = Path("monitoring/prometheus/prometheus.yml")
 COMPOSE_CPU = Path("compose.cpu.yaml")
-CPU_SOURCE = "the built-in CPU plan (cpu_plan in src/llmfleet/plan.py)"
+CPU_SOURCE = "the built-in CPU plan (cpu_plan in src/llmfleet/plan/schema.py)"
 
 
 def compose_files(plan: Plan, catalog: Catalog, root: Path) -> dict[Path, str]:
