@@ -71,6 +71,12 @@ def test_a_revoked_key_is_refused_within_the_stated_time(stack: Stack) -> None:
     assert status == 401
 
 
+def _usage(stack: Stack, expr: str) -> float:
+    ok, result, error = query(stack.prometheus, expr)
+    assert ok, error
+    return float(result[0]["value"][1]) if result else 0.0
+
+
 def test_usage_per_key_is_in_prometheus_and_in_keys_list(stack: Stack) -> None:
     key = create(stack, "metered")
     for _ in range(3):
@@ -78,18 +84,16 @@ def test_usage_per_key_is_in_prometheus_and_in_keys_list(stack: Stack) -> None:
     row = listed(stack)["metered"]
     assert row["requests"] == 3 and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
     assert row["last_used_at"] is not None
-    deadline = time.monotonic() + 90
-    raw = 'sum(litellm_proxy_total_requests_metric_total{api_key_alias="metered"})'
+    raw = 'sum(litellm_proxy_total_requests_metric_total{api_key_alias="metered"})'  # by name: no series has the key
     panel = 'key:gateway_requests:rate5m{key="metered"}'  # the gateway dashboard's "Requests per key"
-    while True:  # by name only: no series carries the key itself
-        found = {}
-        for expr in (raw, panel):
-            ok, result, error = query(stack.prometheus, expr)
-            assert ok, error
-            found[expr] = float(result[0]["value"][1]) if result else None
-        if (found[raw] or 0) >= 3 and (found[panel] or 0) > 0:
-            break
-        assert time.monotonic() < deadline, f"Prometheus has no usage for the key after 90 s: {found}"
+    deadline = time.monotonic() + 90
+    while _usage(stack, raw) < 3:  # LiteLLM creates the series at its first requests: rate() needs a later sample
+        assert time.monotonic() < deadline, "Prometheus has no request count for the key after 90 s"
+        time.sleep(2)
+    for _ in range(2):
+        assert ask(stack, key).status_code == 200
+    while _usage(stack, raw) < 5 or _usage(stack, panel) <= 0:
+        assert time.monotonic() < deadline, f"no rate for the key after 90 s: {_usage(stack, panel)}"
         time.sleep(2)
 
 
