@@ -20,7 +20,7 @@ import yaml
 from conftest import Cli
 
 from llmfleet.errors import FleetError
-from llmfleet.plan import planner
+from llmfleet.plan import description, planner
 from llmfleet.plan.catalog import load_catalog
 from llmfleet.plan.gpuspec import parse_spec
 from llmfleet.plan.schema import load_plan
@@ -267,7 +267,7 @@ def render(spec: str, model: str | None, catalog) -> dict[str, str]:
     host = host_plan(spec, catalog, model)
     topology = compose.topology(host.plan)
     return {
-        "plan.json": json.dumps(planner.describe(host, catalog).to_json(), indent=2, ensure_ascii=False) + "\n",
+        "plan.json": json.dumps(description.describe(host, catalog).to_json(), indent=2, ensure_ascii=False) + "\n",
         "services.yaml": compose.services(host.plan, catalog),
         "models.yaml": gateway.model_list(host.plan, topology),
         "prometheus.yml": prometheus.config(host.plan, topology, RULES),

@@ -12,7 +12,7 @@ from llmfleet import output, paths
 from llmfleet import secrets as fleet_secrets
 from llmfleet.cli import report
 from llmfleet.errors import FleetError
-from llmfleet.plan import cluster, hardware, planner
+from llmfleet.plan import cluster, description, hardware, planner
 from llmfleet.plan.catalog import load_catalog
 from llmfleet.plan.schema import dump_plan, plan_path, read_usable_context
 from llmfleet.settings import load_settings
@@ -82,7 +82,7 @@ def write_plan(
             f"wrote {path}; `llmfleet render --target kubernetes` renders an overlay of each kubernetes/plans/*.yaml."
         )
         return path
-    report.plan({pool: planner.describe(host, catalog) for pool, host in hosts.items()}, as_json, explain)
+    report.plan({pool: description.describe(host, catalog) for pool, host in hosts.items()}, as_json, explain)
     host = hosts[""]
     if out is None and host.plan.device != "cuda":
         if write:

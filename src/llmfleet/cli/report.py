@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from llmfleet.ops.doctor.common import Check
     from llmfleet.ops.drill import Figure
     from llmfleet.ops.tune import Finding
-    from llmfleet.plan.planner import Description
+    from llmfleet.plan.description import Description
     from llmfleet.run.state import ServiceStatus, State
     from llmfleet.settings import Settings
 
@@ -103,7 +103,7 @@ _COMMON_FLAGS = {"--model", "--served-model-name", "--host", "--port", "--max-mo
 
 
 def plan(hosts: dict[str, Description], as_json: bool, explain: bool = False) -> None:
-    """`llmfleet plan`: one described host (planner.describe), or node pools keyed by name; `explain`: every layout
+    """`llmfleet plan`: one described host (plan/description.py), or node pools keyed by name; `explain`: every layout
     weighed, one line each."""
     if as_json:
         output.json(hosts[""].to_json() if list(hosts) == [""] else {p: h.to_json() for p, h in hosts.items()})

@@ -25,8 +25,9 @@ from llmfleet.errors import FleetError, yaml_path
 from llmfleet.plan import gpuspec, synthetic
 from llmfleet.plan.budget import CUDA_VISIBLE
 from llmfleet.plan.catalog import Catalog, load_catalog
+from llmfleet.plan.description import Description, describe
 from llmfleet.plan.hardware import GpuInfo
-from llmfleet.plan.planner import POOLS_NOTE, Description, HostPlan, describe
+from llmfleet.plan.planner import POOLS_NOTE, HostPlan
 from llmfleet.plan.schema import Plan, Server, read_checked
 from llmfleet.yamltext import to_yaml
 
