@@ -16,6 +16,15 @@ from llmfleet.render import Topology, rendered
 FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 15}
 SYNTHETIC_FIRST_TOKEN_TIMEOUT_S = 2
 
+# The background health check's one-token completion (gateway/config.yaml: every 5 s, and a backend counts only with
+# a passed check under 15 s old, so 5 + this must stay below 15). A real model's check queues behind the requests
+# being served: on a 2-core host without AVX-512 smollm2-135m answered two tokens in 1-5 s with both servers busy,
+# and a 3 s limit failed healthy servers until the gateway had none. The synthetic model keeps 3 s, so a frozen
+# server is noticed quickly.
+HEALTH_CHECK_TIMEOUT_S = 8
+SYNTHETIC_HEALTH_CHECK_TIMEOUT_S = 3
+HEALTH_CHECK_INTERVAL_S, HEALTH_CHECK_STALENESS_S = 5, 15  # what gateway/config.yaml sets
+
 # What one LiteLLM worker relays: about 1,500 streamed tokens/s, a core's worth (benchmarks/gateway.md: 0.44-0.74
 # CPU-seconds per 1,000 tokens of long answers).
 WORKER_TOKENS_PER_S = 1500
@@ -42,6 +51,10 @@ GATEWAY_FILES = (
 
 def first_token_timeout(plan: Plan, model: str) -> int:
     return SYNTHETIC_FIRST_TOKEN_TIMEOUT_S if model == synthetic.NAME else FIRST_TOKEN_TIMEOUT_S[plan.device]
+
+
+def health_check_timeout(model: str) -> int:
+    return SYNTHETIC_HEALTH_CHECK_TIMEOUT_S if model == synthetic.NAME else HEALTH_CHECK_TIMEOUT_S
 
 
 def workers(plan: Plan) -> int:
@@ -83,7 +96,7 @@ def deployments(plan: Plan, topology: Topology) -> list[dict[str, object]]:
                 "max_input_tokens": server.max_model_len,
                 # The background health check (gateway/config.yaml): one token, and a stalled backend fails fast.
                 "health_check_max_tokens": 1,
-                "health_check_timeout": 3,
+                "health_check_timeout": health_check_timeout(server.model),
             },
         })  # fmt: skip
     return entries
