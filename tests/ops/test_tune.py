@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import STACK_MODEL, Stack
+from conftest import ROOT, STACK_MODEL, Stack
 
 from llmfleet.errors import FleetError
 from llmfleet.ops import tune
@@ -86,8 +88,15 @@ def test_servers_of_one_model_are_tuned_together() -> None:
 @pytest.mark.stack
 def test_tune_sweeps_the_running_fleet_and_writes_the_knee_into_the_plan(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "tuned.yaml"
-    result = stack.cli("tune", "--levels", "1,2,4", "--duration", "6s", "--max-tokens", "16", "--out", str(out),
-                       "--no-restart", "--json", timeout=600)  # fmt: skip
+    # Objectives this 2-core host meets at every level of the sweep (fleet-tiny, 16 tokens), so the outcome does not
+    # ride on its noise (.env's 100 ms ITL was missed at 1 request per server in one CI run): the knee is then the
+    # sweep's top, 4, below the plan's 16. Where a level misses is the unit tests' part, on fixed figures.
+    env = {**stack.cli.env, "SLO_TTFT_P95_SECONDS": "60", "SLO_ITL_P95_SECONDS": "10"}
+    result = subprocess.run(
+        [sys.executable, "-m", "llmfleet", "tune", "--levels", "1,2,4", "--duration", "6s", "--max-tokens", "16",
+         "--out", str(out), "--no-restart", "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     (model,) = report["models"]
@@ -95,8 +104,9 @@ def test_tune_sweeps_the_running_fleet_and_writes_the_knee_into_the_plan(stack: 
     assert [lv["per_server"] for lv in model["levels"]] == [1, 2, 4]
     assert [lv["users"] for lv in model["levels"]] == [2, 4, 8]
     assert all(lv["output_tokens_per_s"] > 0 and lv["ttft_p95_ms"] is not None for lv in model["levels"])
-    assert model["chosen"] in (1, 2, 4)  # the knee: within the sweep, and below the plan's 16
+    assert model["chosen"] == 4  # every level met the objectives: the highest measured, below the plan's 16
     text = out.read_text()
+    assert "against TTFT p95 <= 60 s, ITL p95 <= 10 s" in text  # the objectives of the environment, as Compose reads
     assert f"max_num_seqs 16 -> {model['chosen']} per server" in text
     tuned = load_plan(out, str(out))  # a valid plan, with the measured concurrency on both servers
     assert [s.max_num_seqs for s in tuned.servers] == [model["chosen"]] * 2
