@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from llmfleet import output, paths
 from llmfleet.errors import FleetError
@@ -140,7 +141,7 @@ def _failure_detail(state: State, root: Path, output: str) -> str:
     return "\n".join("  | " + line for line in lines)
 
 
-def _ps_rows(text: str) -> list[dict[str, str]]:
+def _ps_rows(text: str) -> list[dict[str, Any]]:
     text = text.strip()
     if not text:
         return []

@@ -79,8 +79,8 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
     try:
         for wave in waves:
             handles = {}
-            for service in wave:
-                handles[service.name] = _launch(service, run_dir)
+            for started in wave:
+                handles[started.name] = _launch(started, run_dir)
                 state.save(run_dir)  # at once: `down` must find what a half-finished `up` started
             _wait_healthy(State(state.root, state.plan, state.models, wave), handles, settings.VLLM_START_TIMEOUT)
             if any(s.name == "postgres" for s in wave):
