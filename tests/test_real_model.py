@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,10 +23,14 @@ import openai
 import pytest
 from conftest import booted
 
+from llmfleet.plan import budget
+from llmfleet.plan.catalog import load_catalog
+
 pytestmark = pytest.mark.realmodel
 
 MODEL = "smollm2-135m"
 PLAN = "cpu"  # the built-in CPU plan: two servers of the real model
+SERVER_LOGS: list[Path] = []  # the booted servers' logs (none when LLMFLEET_REAL_MODEL_URL names a server)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +43,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     # VLLM_START_TIMEOUT's default allows.
     with booted(tmp_path_factory.mktemp("real-model"), PLAN, timeout=1800, env={"VLLM_START_TIMEOUT": "1500"}) as stack:
         assert stack.state["models"] == [MODEL]
+        SERVER_LOGS[:] = [Path(s["log"]) for s in stack.state["services"] if s["name"].startswith("vllm-")]
         yield openai.OpenAI(base_url=f"{stack.gateway}/v1", api_key=stack.key, max_retries=0, timeout=120)
 
 
@@ -54,6 +61,21 @@ def streamed(client: openai.OpenAI, question: str, **options: Any) -> tuple[str,
 
 def test_the_gateway_serves_the_real_model(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_each_servers_kv_cache_is_the_planners_estimate_within_1_percent(client: openai.OpenAI) -> None:
+    if not SERVER_LOGS:
+        pytest.skip("LLMFLEET_REAL_MODEL_URL names a server this test did not start: its log is not here")
+    model = load_catalog(Path(__file__).resolve().parents[1]).models[MODEL]
+    for log in SERVER_LOGS:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        space = re.search(r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache", text)
+        tokens = re.search(r"CPU KV cache size: ([\d,]+) tokens", text)
+        assert space and tokens, f"{log.name} lacks its KV cache lines"
+        logged = int(tokens.group(1).replace(",", ""))
+        estimate = budget.cpu_kv_tokens(model, float(space.group(1)))
+        print(f"{log.name}: vLLM {logged:,} KV tokens, planner {estimate:,}")
+        assert estimate == pytest.approx(logged, rel=0.01)
 
 
 # Greedy decoding takes the likeliest first token, and a 135M model's is often a near tie (bf16 logits): "What is
