@@ -25,6 +25,8 @@ import pytest
 from conftest import ROOT, assert_door_logs_show_a_fresh_request, free_ports
 from dotenv import dotenv_values
 
+from llmfleet.secrets import GENERATORS
+
 pytestmark = pytest.mark.compose
 
 MODEL = "smollm2-135m"  # compose.cpu.yaml serves the CPU plan's real model, mounted from the host's cache
@@ -173,6 +175,25 @@ def test_no_vllm_port_is_reachable_from_the_host(stack: ComposeStack) -> None:
         # Even at its address on the Compose network, it serves nobody without the key only the gateway has.
         address = next(iter(inspect["NetworkSettings"]["Networks"].values()))["IPAddress"]
         assert httpx.get(f"http://{address}:8000/v1/models", timeout=10).status_code == 401
+
+
+SECRET_NAMES = set(GENERATORS)  # every secret llmfleet generates
+
+
+def test_containers_hold_only_their_own_secrets_and_run_without_root(stack: ComposeStack) -> None:
+    def held(service: str) -> set[str]:
+        env = docker("exec", stack.container(service), "env").stdout.splitlines()
+        return {line.split("=", 1)[0] for line in env} & SECRET_NAMES
+
+    assert held("vllm-cpu0") == held("vllm-cpu1") == {"VLLM_API_KEY"}
+    assert held("gateway") == {"LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD"}
+    assert held("redis") == {"REDIS_PASSWORD"}
+    assert held("door") == set()
+    for service in ("gateway", "door", "redis", "prometheus"):
+        uid = docker("exec", stack.container(service), "id", "-u").stdout.strip()
+        assert uid not in ("", "0"), f"{service} runs as root"
+        status = json.loads(docker("inspect", stack.container(service)).stdout)[0]["HostConfig"]
+        assert status["ReadonlyRootfs"] and status["CapDrop"] == ["ALL"], service
 
 
 def test_a_crashed_vllm_container_is_restarted_and_requests_keep_succeeding(stack: ComposeStack) -> None:

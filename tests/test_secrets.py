@@ -5,7 +5,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from llmfleet.secrets import GENERATORS, ensure_secrets
+from dotenv import dotenv_values
+
+from llmfleet.secrets import GENERATORS, SERVICE_SECRETS, ensure_secrets, replace_secret, service_files_dir
 
 
 def test_first_use_generates_every_secret_into_a_private_file(tmp_path: Path) -> None:
@@ -29,3 +31,30 @@ def test_existing_values_are_kept_and_missing_ones_added(tmp_path: Path) -> None
 def test_two_hosts_get_different_keys(tmp_path: Path) -> None:
     a, b = ensure_secrets(tmp_path / "a"), ensure_secrets(tmp_path / "b")
     assert all(a[name] != b[name] for name in GENERATORS)
+
+
+def test_each_compose_service_gets_a_file_with_only_its_own_secrets(tmp_path: Path) -> None:
+    path = tmp_path / ".env.secrets"
+    values = ensure_secrets(path)
+    folder = service_files_dir(path)
+    for service, names in SERVICE_SECRETS.items():
+        held = dotenv_values(folder / f"{service}.env")
+        assert held == {name: values[name] for name in names}, service
+    vllm = dotenv_values(folder / "vllm.env")
+    assert "LITELLM_MASTER_KEY" not in vllm and "REDIS_PASSWORD" not in vllm
+
+
+def test_modes_are_tightened_again_and_a_replaced_secret_reaches_the_service_files(tmp_path: Path) -> None:
+    path = tmp_path / ".env.secrets"
+    ensure_secrets(path)
+    folder = service_files_dir(path)
+    for loosened in [path, folder / "gateway.env"]:
+        loosened.chmod(0o644)
+    folder.chmod(0o755)
+    ensure_secrets(path)  # as every up does
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in folder.iterdir())
+    replace_secret(path, "LITELLM_MASTER_KEY", "sk-rotated")
+    assert dotenv_values(folder / "gateway.env")["LITELLM_MASTER_KEY"] == "sk-rotated"
+    assert dotenv_values(folder / "prometheus.env")["LITELLM_MASTER_KEY"] == "sk-rotated"

@@ -91,8 +91,8 @@ def test_no_credential_is_committed() -> None:
 def test_grafana_has_no_default_password_and_the_gateway_no_default_key() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     grafana = compose["services"]["grafana"]
-    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]  # only from the generated .env.secrets
-    assert grafana["env_file"][0]["path"] == ".env.secrets" and grafana["env_file"][0]["required"] is True
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]  # only from the generated file
+    assert grafana["env_file"][0]["path"] == ".env.secrets.d/grafana.env" and grafana["env_file"][0]["required"]
     gateway = yaml.safe_load((ROOT / "gateway" / "config.yaml").read_text())
     assert gateway["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import compose
 
+from llmfleet.secrets import ensure_secrets
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_COMPOSE = Path(compose.__file__).parent / "docker-compose"
 PROJECT_FILES = ["compose.yaml", "compose.cpu.yaml", ".env", "gateway", "vllm", "monitoring", "images"]
@@ -21,9 +23,11 @@ def copy_project(tmp_path: Path) -> Path:
             shutil.copytree(source, tmp_path / name)
         else:
             shutil.copy(source, tmp_path / name)
-    (tmp_path / ".env.secrets").write_text(
+    secrets_file = tmp_path / ".env.secrets"
+    secrets_file.write_text(
         "LITELLM_MASTER_KEY=sk-test\nVLLM_API_KEY=sk-v\nGF_SECURITY_ADMIN_PASSWORD=x\nREDIS_PASSWORD=r-test\n"
     )
+    ensure_secrets(secrets_file)  # each service's own file, as `up` writes them
     return tmp_path
 
 

@@ -4,11 +4,14 @@ and then property by property on the model it resolves to."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from composetools import ROOT, compose_config, copy_project
+
+from llmfleet.secrets import GENERATORS, SERVICE_SECRETS
 
 
 @pytest.fixture
@@ -104,10 +107,10 @@ def test_keys_reach_the_gateway_and_backends_from_the_generated_file_only(model:
 
 
 def test_missing_secrets_fail_fast_naming_the_file(project: Path) -> None:
-    (project / ".env.secrets").unlink()
+    shutil.rmtree(project / ".env.secrets.d")
     result = compose_config(project, "--quiet")
     assert result.returncode != 0
-    assert ".env.secrets" in result.stderr
+    assert ".env.secrets.d/" in result.stderr
 
 
 def test_missing_image_setting_fails_saying_what_to_set(project: Path) -> None:
@@ -116,3 +119,29 @@ def test_missing_image_setting_fails_saying_what_to_set(project: Path) -> None:
     result = compose_config(project, "--quiet")
     assert result.returncode != 0
     assert "set VLLM_IMAGE in .env" in result.stderr
+
+
+@pytest.mark.parametrize("files", [[], ["compose.yaml", "compose.cpu.yaml"]], ids=["gpu", "cpu"])
+def test_each_service_holds_only_its_own_secrets(project: Path, files: list[str]) -> None:
+    result = compose_config(project, *files, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    for name, service in json.loads(result.stdout)["services"].items():
+        held = set(service.get("environment") or {}) & set(GENERATORS)
+        assert held == set(SERVICE_SECRETS.get("vllm" if name.startswith("vllm-") else name, ())), name
+
+
+def test_no_service_keeps_a_capability_it_does_not_need_or_can_gain_privileges(model: dict) -> None:
+    for name, service in model["services"].items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        # Only a vLLM server writing the host's Hugging Face cache as root gets one back.
+        if service.get("cap_add"):
+            assert service["cap_add"] == ["DAC_OVERRIDE"], name
+            assert any(v["target"] == "/root/.cache/huggingface" for v in service["volumes"]), name
+
+
+def test_the_gateway_door_and_redis_run_as_users_and_on_read_only_filesystems(model: dict) -> None:
+    for name in ["gateway", "door", "redis", "prometheus"]:
+        service = model["services"][name]
+        assert service.get("read_only") is True, name
+        assert service.get("user", "nobody") not in {"", "0", "root", "0:0"}, name

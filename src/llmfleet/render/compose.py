@@ -26,8 +26,14 @@ from llmfleet.plan.serving import (
 from llmfleet.render import Topology, rendered
 from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
 
-# Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up.
-SECRETS = {"path": "../.env.secrets", "required": True}
+# Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up. A vLLM
+# server's file holds VLLM_API_KEY only (secrets.SERVICE_SECRETS).
+SECRETS = {"path": "../.env.secrets.d/vllm.env", "required": True}
+# vLLM's images run as root. They keep no capability but the one a shared Hugging Face cache needs: root without
+# DAC_OVERRIDE cannot write into the host user's cache folder. A server whose weights are in the image or mounted
+# read-only keeps none.
+NO_PRIVILEGES: dict[str, object] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+WRITES_HF_CACHE = {"cap_add": ["DAC_OVERRIDE"]}
 HEALTHCHECK = {
     "test": [
         "CMD", "python3", "-c",
@@ -97,6 +103,8 @@ def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
         "environment": HF_ENVIRONMENT | NO_USAGE_STATS | guard_environment(server),
         "volumes": [HF_VOLUME, guard_volume(GUARD_SOURCE)],
         "healthcheck": HEALTHCHECK,
+        **NO_PRIVILEGES,
+        **WRITES_HF_CACHE,
     }
     if server.tensor_parallel_size > 1:
         service["ipc"] = "host"  # NCCL between the cards needs the host's shared memory
@@ -142,10 +150,12 @@ def cpu_service(
         "healthcheck": HEALTHCHECK,
     }
     volumes = [guard_volume(guard_source)]
+    service |= NO_PRIVILEGES
     if model.package:
         volumes.append(converted_volume(model))
     elif not model.synthetic:
         volumes.append(HF_VOLUME)
+        service |= WRITES_HF_CACHE
     service["volumes"] = volumes
     return service
 

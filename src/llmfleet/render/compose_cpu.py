@@ -35,7 +35,7 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
             server,
             command,
             model,
-            secrets={"path": ".env.secrets", "required": True},
+            secrets={"path": ".env.secrets.d/vllm.env", "required": True},
             guard_source=f"./vllm/{BACKEND_GUARD}",
         )
     backends = {name: {"condition": "service_healthy"} for name, _ in cpu.named_servers()}
