@@ -23,6 +23,8 @@ from dotenv import dotenv_values
 
 from llmfleet import paths
 from llmfleet.models import runtimes
+from llmfleet.plan import budget
+from llmfleet.plan.catalog import load_catalog
 from llmfleet.run import procs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +156,27 @@ def in_gateway_python(script: str, *args: str, env: dict[str, str] | None = None
 def summed(text: str, metric: str) -> float:
     """A metric in Prometheus's text format, summed over its label sets."""
     return sum(float(v) for v in re.findall(rf"^{re.escape(metric)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
+
+
+# vLLM's CPU worker logs the space it was given, then the tokens it made of it (captured: tests/data/vllm-logs).
+KV_SPACE_LINE = re.compile(r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache")
+KV_TOKENS_LINE = re.compile(r"CPU KV cache size: ([\d,]+) tokens")
+KV_TOLERANCE = 0.01
+
+
+def assert_logged_kv_cache_is_the_planners_estimate(logs: list[Path], model: str) -> None:
+    """The planner's KV tokens for a CPU server (space over bytes per token) against what each live vLLM server logged
+    once it had allocated its cache, within 1 %."""
+    assert logs, "no server log to read"
+    served = load_catalog(ROOT).models[model]
+    for log in logs:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        space, tokens = KV_SPACE_LINE.search(text), KV_TOKENS_LINE.search(text)
+        assert space and tokens, f"{log.name} lacks its KV cache lines"
+        logged = int(tokens.group(1).replace(",", ""))
+        estimate = budget.cpu_kv_tokens(served, float(space.group(1)))
+        print(f"{log.name}: vLLM {logged:,} KV tokens, planner {estimate:,}")
+        assert estimate == pytest.approx(logged, rel=KV_TOLERANCE)
 
 
 def assert_door_logs_show_a_fresh_request(cli: Callable[..., subprocess.CompletedProcess[str]], gateway: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,7 @@ from typing import Any
 import jsonschema
 import openai
 import pytest
-from conftest import booted
-
-from llmfleet.plan import budget
-from llmfleet.plan.catalog import load_catalog
+from conftest import assert_logged_kv_cache_is_the_planners_estimate, booted
 
 pytestmark = pytest.mark.realmodel
 
@@ -66,16 +62,7 @@ def test_the_gateway_serves_the_real_model(client: openai.OpenAI) -> None:
 def test_each_servers_kv_cache_is_the_planners_estimate_within_1_percent(client: openai.OpenAI) -> None:
     if not SERVER_LOGS:
         pytest.skip("LLMFLEET_REAL_MODEL_URL names a server this test did not start: its log is not here")
-    model = load_catalog(Path(__file__).resolve().parents[1]).models[MODEL]
-    for log in SERVER_LOGS:
-        text = log.read_text(encoding="utf-8", errors="replace")
-        space = re.search(r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache", text)
-        tokens = re.search(r"CPU KV cache size: ([\d,]+) tokens", text)
-        assert space and tokens, f"{log.name} lacks its KV cache lines"
-        logged = int(tokens.group(1).replace(",", ""))
-        estimate = budget.cpu_kv_tokens(model, float(space.group(1)))
-        print(f"{log.name}: vLLM {logged:,} KV tokens, planner {estimate:,}")
-        assert estimate == pytest.approx(logged, rel=0.01)
+    assert_logged_kv_cache_is_the_planners_estimate(SERVER_LOGS, MODEL)
 
 
 # Greedy decoding takes the likeliest first token, and a 135M model's is often a near tie (bf16 logits): "What is

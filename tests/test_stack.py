@@ -12,10 +12,14 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import STACK_MODEL, STACK_PLAN, Stack, assert_door_logs_show_a_fresh_request
+from conftest import (
+    STACK_MODEL,
+    STACK_PLAN,
+    Stack,
+    assert_door_logs_show_a_fresh_request,
+    assert_logged_kv_cache_is_the_planners_estimate,
+)
 
-from llmfleet.plan import budget
-from llmfleet.plan.catalog import load_catalog
 from llmfleet.run import procs
 
 pytestmark = pytest.mark.stack
@@ -176,17 +180,5 @@ def test_status_names_a_stopped_service_and_restart_brings_it_back(stack: Stack)
 
 
 def test_each_servers_kv_cache_is_the_planners_estimate_within_1_percent(stack: Stack) -> None:
-    """The planner's KV tokens for the CPU plan (space over bytes per token) against what each live vLLM server
-    logs once it has allocated its cache."""
-    tiny = load_catalog(Path(__file__).resolve().parents[1]).models[MODEL]
-    for service in stack.services():
-        if not service["name"].startswith("vllm-"):
-            continue
-        log = Path(service["log"]).read_text(encoding="utf-8", errors="replace")
-        space = re.search(r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache", log)
-        tokens = re.search(r"CPU KV cache size: ([\d,]+) tokens", log)
-        assert space and tokens, f"{service['name']}'s log lacks its KV cache lines"
-        logged = int(tokens.group(1).replace(",", ""))
-        estimate = budget.cpu_kv_tokens(tiny, float(space.group(1)))
-        print(f"{service['name']}: vLLM {logged:,} KV tokens, planner {estimate:,}")
-        assert estimate == pytest.approx(logged, rel=0.01)
+    logs = [Path(s["log"]) for s in stack.services() if s["name"].startswith("vllm-")]
+    assert_logged_kv_cache_is_the_planners_estimate(logs, MODEL)
