@@ -161,7 +161,7 @@ def summed(text: str, metric: str) -> float:
 # vLLM's CPU worker logs the space it was given, then the tokens it made of it (captured: tests/data/vllm-logs).
 KV_SPACE_LINE = re.compile(r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache")
 KV_TOKENS_LINE = re.compile(r"CPU KV cache size: ([\d,]+) tokens")
-KV_TOLERANCE = 0.01
+KV_TOLERANCE = 0.01  # vLLM hands KV cache out in whole blocks: it may fall short of the estimate by a block or so
 
 
 def assert_logged_kv_cache_is_the_planners_estimate(logs: list[Path], model: str) -> None:

@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import KV_TOLERANCE, assert_logged_kv_cache_is_the_planners_estimate
 
 from llmfleet.plan import budget
 from llmfleet.plan.catalog import load_catalog
@@ -153,9 +154,7 @@ def test_tensor_parallelism_halves_weights_and_kv_heads_per_card(catalog) -> Non
 
 
 # --- The CPU plan's KV cache against what vLLM's CPU build reported (tests/data/vllm-logs, vLLM 0.32.0, fleet-tiny,
-# VLLM_CPU_KVCACHE_SPACE=1). vLLM hands KV cache out in whole blocks, so its figures may fall short of the estimate
-# by a block or so: the tolerance is 1%.
-CPU_KV_TOLERANCE = 0.01
+# VLLM_CPU_KVCACHE_SPACE=1), within conftest.KV_TOLERANCE.
 LOGS = ROOT / "tests" / "data" / "vllm-logs"
 
 
@@ -165,11 +164,8 @@ def _logged(name: str, pattern: str) -> list[str]:
     return list(found.groups())
 
 
-def test_cpu_kv_tokens_match_the_cpu_kv_cache_size_vllm_logged_at_start(catalog) -> None:
-    (space,) = _logged("cpu-ready.log", r"Explicitly set \(([\d.]+)/[\d.]+\) GiB for KV cache")
-    (tokens,) = _logged("cpu-ready.log", r"CPU KV cache size: ([\d,]+) tokens")
-    estimate = budget.cpu_kv_tokens(catalog.models["fleet-tiny"], float(space))
-    assert estimate == pytest.approx(int(tokens.replace(",", "")), rel=CPU_KV_TOLERANCE)  # 2,097,152 both
+def test_cpu_kv_tokens_match_the_cpu_kv_cache_size_vllm_logged_at_start() -> None:
+    assert_logged_kv_cache_is_the_planners_estimate([LOGS / "cpu-ready.log"], "fleet-tiny")  # 2,097,152 both
 
 
 def test_cpu_kv_bytes_per_token_match_vllms_refusal_of_a_too_long_context(catalog) -> None:
@@ -178,4 +174,4 @@ def test_cpu_kv_bytes_per_token_match_vllms_refusal_of_a_too_long_context(catalo
     (longest,) = _logged("cpu-kv-cache-too-small.log", r"estimated maximum model length is (\d+)")
     tiny = catalog.models["fleet-tiny"]
     assert budget.kv_gib(tiny, int(length)) == pytest.approx(float(needed), abs=0.005)  # vLLM prints 2 decimals
-    assert budget.cpu_kv_tokens(tiny, 1.0) == pytest.approx(int(longest), rel=CPU_KV_TOLERANCE)
+    assert budget.cpu_kv_tokens(tiny, 1.0) == pytest.approx(int(longest), rel=KV_TOLERANCE)

@@ -23,7 +23,6 @@ SYNTHETIC_FIRST_TOKEN_TIMEOUT_S = 2
 # server is noticed quickly.
 HEALTH_CHECK_TIMEOUT_S = 8
 SYNTHETIC_HEALTH_CHECK_TIMEOUT_S = 3
-HEALTH_CHECK_INTERVAL_S, HEALTH_CHECK_STALENESS_S = 5, 15  # what gateway/config.yaml sets
 
 # What one LiteLLM worker relays: about 1,500 streamed tokens/s, a core's worth (benchmarks/gateway.md: 0.44-0.74
 # CPU-seconds per 1,000 tokens of long answers).
