@@ -68,7 +68,7 @@ docker-deps: $(VENV)/.installed  ## docker.io, debootstrap and the Compose plugi
 images: docker-deps  ## Build the stand-in images for hosts that cannot pull (needs a Docker engine; cached)
 	$(LLMFLEET) images build
 
-lint: $(VENV)/.installed  ## ruff, mypy (src/, as pyproject.toml configures it), the layers contract and the rendered-files check
+lint: $(VENV)/.installed  ## ruff, mypy (src/ and benchmarks/, as pyproject.toml configures it), the layers contract and the rendered-files check
 	$(BIN)/ruff check src tests gateway vllm loadtest scripts benchmarks
 	$(BIN)/ruff format --check src tests gateway vllm loadtest scripts benchmarks
 	$(BIN)/mypy

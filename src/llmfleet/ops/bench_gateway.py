@@ -112,7 +112,7 @@ def _parse_alternatives(alternatives: list[str], charges: list[str]) -> list[tup
         if name not in parsed or not port.isdigit():
             raise FleetError(
                 f"--charge {charge!r} is not NAME=PORT for an --alternative's NAME.",
-                "name an alternative given with --alternative and a local port, e.g. --charge fast-lane=30081.",
+                "name an alternative given with --alternative and a local port, e.g. --charge smg=30090.",
                 "--charge",
             )
         parsed[name][1].append(int(port))
