@@ -16,9 +16,11 @@ the client's key replaced by the backends'), so that only the router differs.
 
 `--drills` starts the same routers, then for each: sequential requests (does every backend get its share?), one
 backend frozen with SIGSTOP (how many requests fail or wait, and is it taken out?), and the same backend resumed
-(is it brought back?). It prints a Markdown table for benchmarks/gateway.md. For the routing goal, make the
-backends unequal first (one with a quarter of the other's --max-num-seqs: edit its argv in .run/state.json, then
-`llmfleet restart NAME`) and compare each router's p99 TTFT with shuffle's. Not part of the stack.
+(is it brought back?); then one backend killed (are requests retried on the other before their first byte, does
+/v1/models still answer?) and restarted (is it brought back?). It prints Markdown tables for
+benchmarks/gateway.md. For the routing goal, make the backends unequal first (one with a quarter of the other's
+--max-num-seqs: edit its argv in .run/state.json, then `llmfleet restart NAME`) and compare each router's p99 TTFT
+with shuffle's. Not part of the stack.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 
 import httpx
 
+from llmfleet.run import procs
 from llmfleet.run.state import Started, running_state
 from llmfleet.secrets import read_secrets
 from llmfleet.settings import load_settings
@@ -278,6 +281,20 @@ def drills(candidates: list[Candidate], backends: list[Started], keys: dict[str,
         time.sleep(10)  # several health-check intervals and load polls: time to bring it back
         resumed = sequential(url, key, count, backends)
         print(f"| {c.name} | {describe(all_up)} | {describe(one_frozen)} | {describe(resumed)} |", flush=True)
+    print("\n| router | first backend killed (SIGKILL): served by the others | /v1/models | restarted, after 10 s |")
+    print("|---|---|---|---|")
+    for c in candidates:
+        url = f"http://127.0.0.1:{c.front}"
+        for pid in procs.group_members(frozen.pid, frozen.started):
+            os.kill(pid, signal.SIGKILL)
+        one_dead = sequential(url + "/v1/chat/completions", key, count, others)
+        models = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
+        subprocess.run([sys.executable, "-m", "llmfleet", "restart", frozen.name], check=True, capture_output=True)
+        frozen = next(s for s in running_state(load_settings(), "route", "router_bakeoff.py").services
+                      if s.name == frozen.name)  # fmt: skip
+        time.sleep(10)
+        restarted = sequential(url + "/v1/chat/completions", key, count, [frozen, *others])
+        print(f"| {c.name} | {describe(one_dead)} | {models} | {describe(restarted)} |", flush=True)
 
 
 def main() -> None:
