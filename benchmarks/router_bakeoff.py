@@ -135,18 +135,16 @@ class Candidate:
 
 
 def router_command(candidate: Candidate, bin_dir: Path, backends: list[str], work: Path, key: str) -> list[str]:
+    # The two Rust routers share these flags: the same listener, health checks and metrics port for each.
+    common = ["--host", "127.0.0.1", "--port", str(candidate.router), "--worker-urls", *backends,
+              "--health-check-interval-secs", "2", "--health-failure-threshold", "2", "--health-check-timeout-secs",
+              "2", "--prometheus-host", "127.0.0.1", "--prometheus-port", str(candidate.router + 100)]  # fmt: skip
     if candidate.name in ("smg", "shuffle"):
         policy = ["--policy", "power_of_two", "--power-of-two-load-metric", "expected_wait", "--load-monitor-interval",
                   "1"] if candidate.name == "smg" else ["--policy", "random"]  # fmt: skip
-        return [str(bin_dir / "smg"), "launch", "--host", "127.0.0.1", "--port", str(candidate.router),
-                "--worker-urls", *backends, *policy, "--api-key", key, "--health-check-interval-secs",
-                "2", "--health-failure-threshold", "2", "--health-check-timeout-secs", "2", "--log-level", "warn",
-                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(candidate.router + 100)]  # fmt: skip
+        return [str(bin_dir / "smg"), "launch", *common, *policy, "--api-key", key, "--log-level", "warn"]
     if candidate.name == "vllm-router":
-        return [str(bin_dir / "vllm-router"), "--host", "127.0.0.1", "--port", str(candidate.router),
-                "--worker-urls", *backends, "--policy", "round_robin", "--health-check-interval-secs", "2",
-                "--health-failure-threshold", "2", "--health-check-timeout-secs", "2", "--log-level", "warning",
-                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(candidate.router + 100)]  # fmt: skip
+        return [str(bin_dir / "vllm-router"), *common, "--policy", "round_robin", "--log-level", "warning"]
     servers = "\n".join(f"    server b{i} {url.removeprefix('http://')} check" for i, url in enumerate(backends))
     conf = work / "haproxy.cfg"
     conf.write_text(HAPROXY.format(dir=work, port=candidate.router, servers=servers))
