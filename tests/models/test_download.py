@@ -102,13 +102,18 @@ def test_a_download_interrupted_with_ctrl_c_says_it_resumes(hub_cli):
             cwd=ROOT, env=hub_cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            time.sleep(3)
+            # Ctrl-C once the download is waiting on the Hub, not while Python still imports (typer exits 130
+            # silently there): on a loaded machine the imports alone can take longer than any fixed sleep.
+            silent.settimeout(60)
+            waiting, _ = silent.accept()
+            time.sleep(0.5)
             proc.send_signal(signal.SIGINT)
             _, stderr = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        waiting.close()
     assert proc.returncode == 1, stderr
     assert f"the download of {MODEL} was interrupted" in stderr
     assert f"run `llmfleet download {MODEL}` again: it resumes" in stderr
