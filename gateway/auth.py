@@ -5,7 +5,8 @@ stack cannot count on; this check replaces that lookup (`custom_auth: auth.user_
 - the master key (LITELLM_MASTER_KEY) is the administrator's: every route;
 - a user's key (`llmfleet keys create`) may use the completion and model routes, only for its models, within its
   requests and tokens per minute (LiteLLM's limiter enforces `rpm_limit`/`tpm_limit` and answers 429);
-- a metrics key may read /metrics and nothing else (Prometheus' own);
+- a metrics key may read /metrics and nothing else (Prometheus' own: issued from the key store by the native
+  runner, or GATEWAY_METRICS_KEY from the gateway's secrets in Compose and Kubernetes);
 - anything else is a 401 that says what to send.
 
 A key found is kept CACHE_S seconds, in each worker. The front door caches accepted keys as long, so a revoked key
@@ -49,6 +50,9 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     master_key = os.environ.get("LITELLM_MASTER_KEY", "")
     if master_key and api_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
         return UserAPIKeyAuth(api_key=master_key, user_role=LitellmUserRoles.PROXY_ADMIN)
+    metrics_key = os.environ.get("GATEWAY_METRICS_KEY", "")
+    if metrics_key and api_key and secrets.compare_digest(api_key.encode(), metrics_key.encode()):
+        return _metrics_reader(request)
     if api_key and os.environ.get("LLMFLEET_KEYS_DSN"):
         key = await _stored_key(api_key)
         if key is not None:
@@ -56,6 +60,18 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     problem = "The API key is not valid." if api_key else "No API key was sent."
     how = HOW_USER if os.environ.get("LLMFLEET_KEYS_DSN") else HOW
     raise _refuse(f"{problem} {how}", 401, ProxyErrorTypes.auth_error)
+
+
+def _metrics_reader(request: Request) -> UserAPIKeyAuth:
+    if request.url.path not in METRICS_ROUTES:
+        raise _refuse(
+            f"This key (GATEWAY_METRICS_KEY) reads /metrics and nothing else, not {request.url.path}.",
+            403,
+            ProxyErrorTypes.auth_error,
+            param=None,
+        )
+    return UserAPIKeyAuth(api_key="fleet-key:prometheus", key_alias="prometheus", key_name="prometheus",
+                          user_role=LitellmUserRoles.INTERNAL_USER)  # fmt: skip
 
 
 async def _stored_key(api_key: str) -> Any:

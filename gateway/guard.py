@@ -2,7 +2,9 @@
 backends are. LiteLLM loads it from config.yaml (`callbacks: [..., guard.guard]`) and calls it around each call:
 
 - before: the body's size, its fields (only what vLLM understands: params.yaml, rendered from vLLM's own request
-  models) and the shape of `messages`, so a typo is a 400 naming the field, not a silently ignored setting;
+  models) and the shape of `messages`, so a typo is a 400 naming the field, not a silently ignored setting. The
+  field checks are the backends' own (`backend_guard.check_fields`, vllm/backend_guard.py, shipped beside this
+  file by every runner), so a request answers the same whichever path reaches a backend;
 - after a failure: one plain message instead of LiteLLM's nested exception text, backend addresses removed, and
   503 when no backend could answer, so clients can tell "fix your request" from "retry later";
 - on every answer: the `x-litellm-model-api-base` header no longer carries the backend's address.
@@ -10,10 +12,9 @@ backends are. LiteLLM loads it from config.yaml (`callbacks: [..., guard.guard]`
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
 
+# LiteLLM loads this file by its path: the folder is not on sys.path, and backend_guard.py beside it must be importable.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.append(str(Path(__file__).parent))
+from backend_guard import Refusal, check_fields
+
 PARAMS = yaml.safe_load((Path(__file__).with_name("params.yaml")).read_text(encoding="utf-8"))
 GATEWAY_FIELDS = {"metadata"}  # read by the gateway itself, never forwarded as a sampling setting
 ROUTE_OF_CALL = {
@@ -29,16 +35,6 @@ ROUTE_OF_CALL = {
     "completion": "chat",
     "atext_completion": "completions",
     "text_completion": "completions",
-}
-ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-# The sampling settings people get wrong most; vLLM checks the rest, with messages of its own.
-TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "max_tokens": ((int,), "a whole number of tokens"),
-    "max_completion_tokens": ((int,), "a whole number of tokens"),
-    "n": ((int,), "a whole number"),
-    "temperature": ((int, float), "a number"),
-    "top_p": ((int, float), "a number between 0 and 1"),
-    "stream": ((bool,), "true or false"),
 }
 MAX_BODY_BYTES = int(float(os.environ.get("GATEWAY_MAX_BODY_MB", "4")) * 2**20)
 # Time a backend may take for its first token, on top of the model's base (models.yaml: stream_timeout), per 1,000
@@ -90,21 +86,10 @@ class Guard(CustomLogger):
         route = ROUTE_OF_CALL.get(str(getattr(call_type, "value", call_type)))
         if route is None:
             return
-        unknown = sorted(set(body) - set(PARAMS[route]) - GATEWAY_FIELDS)
-        if unknown:
-            hints = [
-                f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, PARAMS[route], 1)) else u
-                for u in unknown
-            ]
-            raise refusal(
-                400,
-                f"Unknown parameter(s): {', '.join(hints)}. The model server would ignore them; remove "
-                "them, or use one of the parameters vLLM documents for this endpoint.",
-                unknown[0],
-            )
-        _check_types(body)
-        if route == "chat":
-            _check_messages(body.get("messages"))
+        try:
+            check_fields(route, {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}, PARAMS[route])
+        except Refusal as e:
+            raise refusal(e.status, e.message, e.param) from None
         # Timeouts that grow with the request, so no request waits for a frozen backend longer than it must.
         first_token = (
             FIRST_TOKEN_S.get(str(body.get("model")), 20.0) + _prompt_chars(body) / 1000 * PREFILL_S_PER_1K_CHARS
@@ -150,31 +135,6 @@ class Guard(CustomLogger):
         litellm_call_info: dict | None = None,
     ) -> dict[str, str]:
         return {"x-litellm-model-api-base": "hidden"}  # LiteLLM would send the backend's internal URL
-
-
-def _check_types(body: dict) -> None:
-    for field, (kinds, what) in TYPES.items():
-        value = body.get(field)
-        if value is not None and ((isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds)):
-            raise refusal(400, f"{field} must be {what}, not {json.dumps(value)[:40]}.", field)
-
-
-def _check_messages(messages: Any) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise refusal(400, '`messages` must be a non-empty list of {"role": ..., "content": ...} objects.', "messages")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise refusal(
-                400,
-                f"messages[{i}] must be an object with `role` and `content`, not {json.dumps(message)[:60]}.",
-                f"messages[{i}]",
-            )
-        if message.get("role") not in ROLES:
-            raise refusal(
-                400,
-                f"messages[{i}].role is {message.get('role')!r}; use one of {', '.join(sorted(ROLES))}.",
-                f"messages[{i}].role",
-            )
 
 
 def _prompt_chars(body: dict) -> int:

@@ -5,7 +5,9 @@ Two users of this module, one implementation:
 - `llmfleet keys` runs it as a program in the gateway's runtime (`python keystore.py create NAME ...`), which has
   psycopg: create, list, revoke, export and import.
 
-The connection comes from LLMFLEET_KEYS_DSN (a libpq connection string). Every statement is parameterized.
+The connection comes from LLMFLEET_KEYS_DSN (a libpq connection string), with the password from POSTGRES_PASSWORD
+where the string has none (Compose and Kubernetes hand the password as a secret of its own). Every statement is
+parameterized.
 """
 
 from __future__ import annotations
@@ -96,17 +98,21 @@ def digest(key: str) -> str:
 
 
 def connect(dsn: str | None = None) -> psycopg.Connection[dict[str, Any]]:
+    password = {"password": os.environ["POSTGRES_PASSWORD"]} if os.environ.get("POSTGRES_PASSWORD") else {}
     return psycopg.connect(dsn or os.environ[DSN_ENV], connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row,
-                           autocommit=True)  # fmt: skip
+                           autocommit=True, **password)  # fmt: skip
 
 
 class Shared:
     """One connection per gateway worker, kept open: a new one per request would cost a password handshake each
-    time. Used from worker threads (asyncio.to_thread), one at a time; a broken connection is opened again once."""
+    time. Used from worker threads (asyncio.to_thread), one at a time; a broken connection is opened again once.
+    The first connection brings the schema up to date, so a gateway whose database was just created (Compose,
+    Kubernetes) answers a wrong key with 401 before anyone ran `llmfleet keys`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._migrated = False
 
     def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         with self._lock:
@@ -114,6 +120,9 @@ class Shared:
                 if self._conn is None or self._conn.closed:
                     self._conn = connect()
                 try:
+                    if not self._migrated:
+                        migrate(self._conn)
+                        self._migrated = True
                     return work(self._conn)
                 except psycopg.OperationalError:
                     self._conn.close()

@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+import yaml
+from bad_input import BAD
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("backend_guard", ROOT / "vllm" / "backend_guard.py")
@@ -99,14 +101,51 @@ def test_a_request_over_the_plans_caps_gets_a_400_naming_the_field(field: str, v
 
 
 def test_a_request_within_the_caps_reaches_vllm_with_its_body_whole() -> None:
-    body = json.dumps({"model": "m", "messages": [], "n": 4, "max_tokens": 2048}).encode()
-    status, _, app, _ = call("/v1/chat/completions", body, chunks=3)
-    assert status == 200 and app.seen == [("/v1/chat/completions", body)]
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 4, "max_tokens": 2048})
+    status, _, app, _ = call("/v1/chat/completions", body.encode(), chunks=3)
+    assert status == 200 and app.seen == [("/v1/chat/completions", body.encode())]
 
 
-def test_a_body_over_the_limit_gets_413_and_bodies_it_cannot_parse_are_left_to_vllm() -> None:
+def test_a_body_over_the_limit_gets_413() -> None:
     status, answer, app, _ = call("/v1/completions", b"x" * 2_000_000, chunks=4, LLMFLEET_MAX_BODY_MB="1")
     assert status == 413 and app.seen == [] and "1 MiB" in answer["error"]["message"]
-    for body in (b"{not json", b"[1, 2]", b'{"n": "1000"}'):  # vLLM answers these with its own 400
-        status, _, app, _ = call("/v1/completions", body)
-        assert status == 200 and app.seen == [("/v1/completions", body)]
+
+
+@pytest.fixture
+def vllms_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fields vLLM's request models have, as a server reads them (gateway/params.yaml is rendered from them and
+    checked against the pinned vLLM by test_gateway_params.py); this venv has no vLLM to read them from."""
+    params = yaml.safe_load((ROOT / "gateway" / "params.yaml").read_text(encoding="utf-8"))
+    monkeypatch.setattr(backend_guard, "vllm_fields", lambda: {k: frozenset(v) for k, v in params.items()})
+
+
+CHECKED_HERE = [b for b in BAD if b[4] in ("guard", "caps")]
+
+
+@pytest.mark.parametrize(("what", "body", "status", "words", "who"), CHECKED_HERE, ids=[b[0] for b in CHECKED_HERE])
+@pytest.mark.usefixtures("vllms_fields")
+def test_bad_input_gets_the_gateways_4xx_from_the_backend_itself(what: str, body: bytes | dict, status: int,
+                                                                   words: list[str], who: str) -> None:  # fmt: skip
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    got, answer, app, _ = call("/v1/chat/completions", content)
+    assert (got, app.seen) == (status, [])
+    for word in words:
+        assert word in answer["error"]["message"], f"{what}: {answer} lacks {word!r}"
+
+
+@pytest.mark.usefixtures("vllms_fields")
+def test_each_field_check_names_the_field_and_vllms_own_extensions_pass() -> None:
+    for body, param in (({"model": "m", "prompt": "hi", "frobnicate": 1}, "frobnicate"),
+                        ({"model": "m", "prompt": "hi", "n": "2"}, "n"),
+                        ({"model": "m", "prompt": "hi", "stream": "yes"}, "stream")):  # fmt: skip
+        status, answer, app, _ = call("/v1/completions", json.dumps(body).encode())
+        assert (status, answer["error"]["param"], app.seen) == (400, param, [])
+    extensions = {"model": "m", "prompt": "hi", "ignore_eos": True, "top_k": 5, "min_p": 0.1, "seed": 7}
+    assert call("/v1/completions", json.dumps(extensions).encode())[0] == 200
+
+
+def test_without_vllms_request_models_unknown_fields_are_left_to_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_guard, "vllm_fields", dict)  # a vLLM that keeps its request models elsewhere
+    body = json.dumps({"model": "m", "prompt": "hi", "frobnicate": 1}).encode()
+    status, _, app, _ = call("/v1/completions", body)
+    assert status == 200 and app.seen == [("/v1/completions", body)]

@@ -186,10 +186,13 @@ def test_containers_hold_only_their_own_secrets_and_run_without_root(stack: Comp
         return {line.split("=", 1)[0] for line in env} & SECRET_NAMES
 
     assert held("vllm-cpu0") == held("vllm-cpu1") == {"VLLM_API_KEY"}
-    assert held("gateway") == {"LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD"}
+    assert held("gateway") == {"LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD", "POSTGRES_PASSWORD",
+                               "GATEWAY_METRICS_KEY"}  # fmt: skip
     assert held("redis") == {"REDIS_PASSWORD"}
+    assert held("postgres") == {"POSTGRES_PASSWORD"}
+    assert held("prometheus") == {"GATEWAY_METRICS_KEY"}  # it reads the gateway's metrics, and nothing else
     assert held("door") == set()
-    for service in ("gateway", "door", "redis", "prometheus"):
+    for service in ("gateway", "door", "redis", "prometheus", "postgres"):
         uid = docker("exec", stack.container(service), "id", "-u").stdout.strip()
         assert uid not in ("", "0"), f"{service} runs as root"
         status = json.loads(docker("inspect", stack.container(service)).stdout)[0]["HostConfig"]
@@ -235,10 +238,35 @@ def test_a_crashed_vllm_container_is_restarted_and_requests_keep_succeeding(stac
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=2)
 
 
+def test_a_users_key_works_at_the_door_survives_down_and_up_and_is_refused_once_revoked(stack: ComposeStack) -> None:
+    made = stack.cli("keys", "create", "compose-user", "--rpm", "600", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["key"]
+    hi = [{"role": "user", "content": "hi"}]
+    assert stack.sdk(key).chat.completions.create(model=MODEL, messages=hi, max_tokens=2).choices
+    admin = httpx.get(f"{stack.gateway}/key/list", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert admin.status_code == 403, admin.text  # a user's key is no admin key
+    for command in (("down",), ("up", "--plan", "cpu")):  # the keys are in the keys-data volume, which down keeps
+        result = stack.cli(*command, timeout=900)
+        assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
+    assert stack.sdk(key).chat.completions.create(model=MODEL, messages=hi, max_tokens=2).choices
+    (row,) = [r for r in json.loads(stack.cli("keys", "list", "--json").stdout) if r["name"] == "compose-user"]
+    assert row["rpm"] == 600 and row["requests"] >= 1  # usage recorded before the restart survived it
+    assert stack.cli("keys", "revoke", "compose-user").returncode == 0
+    deadline = time.monotonic() + 25  # README: refused within 20 s (the door's cache, then the gateway's)
+    while True:
+        try:
+            stack.sdk(key).chat.completions.create(model=MODEL, messages=hi, max_tokens=2)
+        except openai.AuthenticationError:
+            break
+        assert time.monotonic() < deadline, "the revoked key still worked after 25 s"
+        time.sleep(2)
+
+
 def test_status_and_logs_work_for_the_docker_runner(stack: ComposeStack) -> None:
     status = stack.cli("status", "--json")
     rows = {r["name"]: r for r in json.loads(status.stdout)}
-    assert sorted(rows) == ["door", "gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
+    assert sorted(rows) == ["door", "gateway", "postgres", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
     assert rows["door"]["port"] == int(stack.env["GATEWAY_PORT"])  # the only published port of the gateway
     assert rows["gateway"]["port"] is None
     assert_door_logs_show_a_fresh_request(stack.cli, stack.gateway)
@@ -250,9 +278,9 @@ def test_down_keeps_the_history_and_down_volumes_removes_it(stack: ComposeStack)
     assert result.returncode == 0, result.stderr
     left = stack.leftovers()
     assert left["containers"] == [] and left["networks"] == []
-    assert len(left["volumes"]) == 1  # prometheus-data (Grafana's profile is off here)
+    assert len(left["volumes"]) == 2  # prometheus-data and keys-data (Grafana's profile is off here)
     assert stack.cli("status").returncode == 1
     purge = stack.cli("down", "--volumes", timeout=300)
     assert purge.returncode == 0, purge.stderr
-    assert left["volumes"][0] in purge.stdout + purge.stderr  # said what it removes
+    assert all(volume in purge.stdout + purge.stderr for volume in left["volumes"])  # said what it removes
     assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}

@@ -3,18 +3,18 @@ unchecked. The door's config is src/llmfleet/render/door.py; the backends' guard
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
 import httpx
 import psutil
 import pytest
+from bad_input import BAD, HI, MODEL
 from conftest import Stack
 
 pytestmark = pytest.mark.stack
 
-MODEL = "fleet-tiny"
-HI = [{"role": "user", "content": "hi"}]
 GIB = 2**30
 
 
@@ -110,6 +110,25 @@ def test_one_request_cannot_ask_for_more_than_its_share_of_a_server(stack: Stack
     allowed = {"model": MODEL, "messages": HI, "max_tokens": 2, "n": 2}
     response = httpx.post(stack.gateway + "/v1/chat/completions", json=allowed, headers=headers, timeout=30)
     assert response.status_code == 200 and len(response.json()["choices"]) == 2
+
+
+STRAIGHT = [b for b in BAD if b[4] != "gateway"]  # what only a gateway knows: the model groups
+
+
+@pytest.mark.parametrize(("what", "body", "status", "words", "who"), STRAIGHT, ids=[b[0] for b in STRAIGHT])
+def test_bad_input_sent_straight_to_a_backend_gets_the_gateways_4xx(
+    stack: Stack, what: str, body: bytes | dict, status: int, words: list[str], who: str
+) -> None:
+    """A router in front of the backends (not LiteLLM) passes requests as they come: the backends' own guard must
+    answer bad input as the gateway does. `who` says which check answers (tests/bad_input.py)."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {stack.cli.secrets['VLLM_API_KEY']}", "Content-Type": "application/json"}
+    response = httpx.post(stack.backend("vllm-cpu0") + "/v1/chat/completions", content=content, headers=headers,
+                          timeout=60)  # fmt: skip
+    assert response.status_code == status, response.text
+    message = response.json()["error"]["message"]
+    for word in words:
+        assert word in message, f"{what} ({who}): {message!r} lacks {word!r}"
 
 
 @pytest.mark.parametrize("path", ["/invocations", "/tokenize", "/detokenize", "/pooling", "/classify", "/score",

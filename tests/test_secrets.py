@@ -57,4 +57,9 @@ def test_modes_are_tightened_again_and_a_replaced_secret_reaches_the_service_fil
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in folder.iterdir())
     replace_secret(path, "LITELLM_MASTER_KEY", "sk-rotated")
     assert dotenv_values(folder / "gateway.env")["LITELLM_MASTER_KEY"] == "sk-rotated"
-    assert dotenv_values(folder / "prometheus.env")["LITELLM_MASTER_KEY"] == "sk-rotated"
+    assert "LITELLM_MASTER_KEY" not in dotenv_values(
+        folder / "prometheus.env"
+    )  # it reads metrics with a key of its own
+    replace_secret(path, "GATEWAY_METRICS_KEY", "sk-metrics-rotated")
+    for service in ("gateway", "prometheus"):
+        assert dotenv_values(folder / f"{service}.env")["GATEWAY_METRICS_KEY"] == "sk-metrics-rotated"

@@ -6,17 +6,23 @@ vLLM's `--api-key` guards only some path prefixes (/v1 among them): `/invocation
 - a completion request without the backends' key (401), before its body is read;
 - a body larger than LLMFLEET_MAX_BODY_MB (413), and a request that alone would hold much of the server:
   `n` (or `best_of`) above LLMFLEET_MAX_N, `max_tokens` above LLMFLEET_MAX_TOKENS (400, naming the field).
-The caps come from the plan (src/llmfleet/plan/serving.py). Standard library only: it runs in any vLLM image.
+- a body that is not a JSON object, a field vLLM does not know (it would ignore it silently), a sampling setting of
+  the wrong type and malformed `messages` (400, naming the field): `check_fields`, which the LiteLLM gateway's guard
+  (gateway/guard.py) calls too, so every path to a backend answers bad input with the same words.
+The caps come from the plan (src/llmfleet/plan/serving.py); the known fields from vLLM's own request models. Standard
+library only (vLLM is imported where it runs): it runs in any vLLM image and in the gateway.
 vLLM adds it outermost, so it runs before vLLM's own key check.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import hmac
 import json
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -27,9 +33,20 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = ("/health", "/metrics")  # health checks and Prometheus, no key (as vLLM serves them)
 KEYED_PREFIX = "/v1/"  # vLLM checks the key on these itself
-CHECKED = ("/v1/chat/completions", "/v1/completions")  # whose bodies are read for the caps
+ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}  # whose bodies are read and checked
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 CHOICE_FIELDS = ("n", "best_of")
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# The sampling settings people get wrong most; vLLM checks the rest, with messages of its own.
+TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "max_tokens": ((int,), "a whole number of tokens"),
+    "max_completion_tokens": ((int,), "a whole number of tokens"),
+    "n": ((int,), "a whole number"),
+    "temperature": ((int, float), "a number"),
+    "top_p": ((int, float), "a number between 0 and 1"),
+    "stream": ((bool,), "true or false"),
+}
+UNREADABLE = "The request body could not be read: send a JSON object encoded as UTF-8."
 
 
 def _setting(name: str, default: float) -> float:
@@ -45,14 +62,73 @@ class Refusal(Exception):
         self.status, self.message, self.param = status, message, param
 
 
-def check_body(body: bytes, max_n: int, max_tokens: int) -> None:
-    """Raise a Refusal for a body that would hold too much of the server; leave anything else to vLLM."""
+def read_request(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a Refusal saying what is wrong with it."""
     try:
-        request = json.loads(body)
-    except ValueError:
-        return  # vLLM answers malformed JSON with its own 400
+        request = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Refusal(400, UNREADABLE) from None
+    except ValueError as e:
+        raise Refusal(400, f"Invalid JSON in the request body: {e}. Send one JSON object.") from None
     if not isinstance(request, dict):
-        return
+        raise Refusal(400, f"The request body must be a JSON object, not {json.dumps(request)[:40]}.")
+    return request
+
+
+def check_fields(route: str, request: dict[str, Any], known: Collection[str]) -> None:
+    """Raise a Refusal naming the first field a client got wrong: one vLLM does not know for this route ("chat" or
+    "completions"), a sampling setting of the wrong type, or malformed chat `messages`."""
+    unknown = sorted(set(request) - set(known))
+    if unknown:
+        hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1)) else u for u in unknown]
+        raise Refusal(
+            400,
+            f"Unknown parameter(s): {', '.join(hints)}. The model server would ignore them; remove them, or use one "
+            "of the parameters vLLM documents for this endpoint.",
+            unknown[0],
+        )
+    for field, (kinds, what) in TYPES.items():
+        value = request.get(field)
+        if value is not None and ((isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds)):
+            raise Refusal(400, f"{field} must be {what}, not {json.dumps(value)[:40]}.", field)
+    if route == "chat":
+        _check_messages(request.get("messages"))
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise Refusal(400, '`messages` must be a non-empty list of {"role": ..., "content": ...} objects.', "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise Refusal(
+                400,
+                f"messages[{i}] must be an object with `role` and `content`, not {json.dumps(message)[:60]}.",
+                f"messages[{i}]",
+            )
+        if message.get("role") not in ROLES:
+            raise Refusal(
+                400,
+                f"messages[{i}].role is {message.get('role')!r}; use one of {', '.join(sorted(ROLES))}.",
+                f"messages[{i}].role",
+            )
+
+
+@functools.cache
+def vllm_fields() -> dict[str, frozenset[str]]:
+    """The fields this server's vLLM understands per route, read from its own request models (as
+    scripts/vllm_params.py renders gateway/params.yaml); none where this vLLM keeps them elsewhere, so the check of
+    unknown fields is skipped rather than refusing everything."""
+    try:
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+    except ImportError:
+        return {}
+    return {route: frozenset(model.model_fields) for route, model in
+            (("chat", ChatCompletionRequest), ("completions", CompletionRequest))}  # fmt: skip
+
+
+def check_caps(request: dict[str, Any], max_n: int, max_tokens: int) -> None:
+    """Raise a Refusal for a request that would hold too much of the server."""
     limits = (
         (CHOICE_FIELDS, max_n, "{field} is {value}; this fleet allows at most {cap} choices per request (a quarter "
          "of a server's batch). Ask for fewer, or send several requests."),
@@ -83,12 +159,16 @@ class BackendGuard:
         try:
             if not (path in OPEN_PATHS or path.startswith(KEYED_PREFIX)):
                 raise Refusal(404, f"{path} is not served here: this server answers the gateway only.")
-            if scope["type"] != "http" or scope.get("method") != "POST" or path not in CHECKED:
+            route = ROUTES.get(path)
+            if scope["type"] != "http" or scope.get("method") != "POST" or route is None:
                 await self.app(scope, receive, send)
                 return
             self._check_key(scope)
             body = await self._read(receive)
-            check_body(body, self.max_n, self.max_tokens)
+            request = read_request(body)
+            known = vllm_fields().get(route)
+            check_fields(route, request, request.keys() if known is None else known)
+            check_caps(request, self.max_n, self.max_tokens)
         except Refusal as refusal:
             await _answer(scope, send, refusal)
             return

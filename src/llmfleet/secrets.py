@@ -26,17 +26,20 @@ GENERATORS = {
     "REDIS_PASSWORD": lambda: secrets.token_urlsafe(24),
     # PostgreSQL, the key store (llmfleet keys); only the gateway and the CLI hold it.
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
+    # Prometheus' key for the gateway's /metrics, which reads metrics and nothing else (gateway/auth.py). The native
+    # runner issues one from the key database at each `up` instead.
+    "GATEWAY_METRICS_KEY": lambda: "sk-metrics-" + secrets.token_urlsafe(24),
 }
 
 
 # Which secrets each Compose service holds (its env file's name, then the secrets in it).
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
-    "gateway": ("LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD"),
+    "gateway": ("LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD", "POSTGRES_PASSWORD", "GATEWAY_METRICS_KEY"),
     "vllm": ("VLLM_API_KEY",),  # the backends answer the gateway only
     "redis": ("REDIS_PASSWORD",),
-    # Prometheus scrapes the gateway's /metrics, which asks for a key; Compose has no key database for a
-    # metrics-only key yet, so it holds the master key (the native runner gives it a metrics-only one).
-    "prometheus": ("LITELLM_MASTER_KEY",),
+    "postgres": ("POSTGRES_PASSWORD",),  # the key database's superuser, set when its volume is first initialized
+    # Prometheus scrapes the gateway's /metrics with a key that reads metrics and nothing else.
+    "prometheus": ("GATEWAY_METRICS_KEY",),
     "grafana": ("GF_SECURITY_ADMIN_PASSWORD",),
 }
 

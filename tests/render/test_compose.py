@@ -58,11 +58,23 @@ def test_vllm_services_have_a_health_check_on_health(model: dict) -> None:
         assert service["shm_size"] or service.get("ipc") == "host"
 
 
-def test_gateway_waits_for_every_backend_and_redis_to_be_healthy(model: dict) -> None:
+def test_gateway_waits_for_every_backend_redis_and_the_key_database_to_be_healthy(model: dict) -> None:
     depends = model["services"]["gateway"]["depends_on"]
     assert {name: d["condition"] for name, d in depends.items()} == {
-        name: "service_healthy" for name in [*vllm_services(model), "redis"]
+        name: "service_healthy" for name in [*vllm_services(model), "redis", "postgres"]
     }
+
+
+def test_the_key_database_keeps_its_data_in_a_volume_and_answers_the_gateway_only(model: dict) -> None:
+    postgres = model["services"]["postgres"]
+    assert "ports" not in postgres  # never published: the gateway reaches it on the project's network
+    assert [v["target"] for v in postgres["volumes"] if v["type"] == "volume"] == ["/var/lib/postgresql/data"]
+    assert postgres["user"] == "999:999" and postgres["read_only"] and postgres["cap_drop"] == ["ALL"]
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert set(postgres["environment"]) == {"PGDATA", "POSTGRES_PASSWORD"}  # the password from its own file only
+    gateway = model["services"]["gateway"]["environment"]
+    assert "host=postgres" in gateway["LLMFLEET_KEYS_DSN"] and "password" not in gateway["LLMFLEET_KEYS_DSN"]
+    assert gateway["POSTGRES_PASSWORD"] == postgres["environment"]["POSTGRES_PASSWORD"]
 
 
 def test_the_gateway_gets_the_plans_worker_count_unless_env_sets_one(project: Path, model: dict) -> None:

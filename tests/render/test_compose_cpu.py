@@ -30,8 +30,9 @@ def started_services(project: Path, profiles: str) -> list[str]:
 
 
 def test_cpu_variant_runs_the_cpu_plan_in_place_of_the_gpu_services(project: Path) -> None:
-    assert started_services(project, "") == ["door", "gateway", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
-    assert started_services(project, "dashboards") == ["door", "gateway", "grafana", "prometheus", "redis",
+    assert started_services(project, "") == ["door", "gateway", "postgres", "prometheus", "redis", "vllm-cpu0",
+                                             "vllm-cpu1"]  # fmt: skip
+    assert started_services(project, "dashboards") == ["door", "gateway", "grafana", "postgres", "prometheus", "redis",
                                                        "vllm-cpu0", "vllm-cpu1"]  # fmt: skip
 
 
@@ -42,7 +43,7 @@ def test_cpu_variant_reserves_no_gpu(model: dict) -> None:
 
 def test_gateway_waits_for_the_cpu_servers_and_routes_to_them(model: dict, project: Path) -> None:
     gateway = model["services"]["gateway"]
-    assert sorted(gateway["depends_on"]) == ["redis", "vllm-cpu0", "vllm-cpu1"]
+    assert sorted(gateway["depends_on"]) == ["postgres", "redis", "vllm-cpu0", "vllm-cpu1"]
     assert gateway["command"][-2:] == ["--num_workers", "1"]  # the CPU plan's token rate needs one
     models_mount = next(v["source"] for v in gateway["volumes"] if v["target"] == "/etc/litellm/models.yaml")
     text = Path(models_mount).read_text()

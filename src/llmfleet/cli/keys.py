@@ -16,9 +16,8 @@ import typer
 from llmfleet import output
 from llmfleet.errors import FleetError
 from llmfleet.render.door import AUTH_CACHE_S
-from llmfleet.run import fleet
-from llmfleet.run.native import keys as store
-from llmfleet.run.state import State
+from llmfleet.run.runner import Runner, for_state
+from llmfleet.run.state import State, running_state
 from llmfleet.settings import load_settings
 
 keys = typer.Typer(
@@ -28,9 +27,13 @@ keys = typer.Typer(
 REVOCATION_S = 2 * AUTH_CACHE_S  # the door's cache of accepted keys, then each gateway worker's (gateway/auth.py)
 
 
-def _run(*args: str, stdin: str | None = None) -> Any:
+def _runner() -> Runner:
     settings = load_settings()
-    return store.keystore(settings, store.running_keystore(settings), *args, stdin=stdin)
+    return for_state(running_state(settings, "manage keys in", "llmfleet keys"), settings)
+
+
+def _run(*args: str, stdin: str | None = None) -> Any:
+    return _runner().keystore(*args, stdin=stdin)
 
 
 @keys.command("create")
@@ -118,6 +121,5 @@ def import_keys(file: Annotated[Path, typer.Argument(help="A file `keys export` 
 def rotate_master() -> None:
     """Replace LITELLM_MASTER_KEY in .env.secrets and restart the gateway with it."""
     settings = load_settings()
-    store.rotate_master(settings)
-    fleet.restart(["gateway"])
+    _runner().rotate_master()
     output.info(f"A new master key is in {settings.secrets_file}; the old one is refused within {AUTH_CACHE_S} s.")

@@ -15,7 +15,7 @@ from llmfleet.plan.schema import Plan
 from llmfleet.plan.serving import BACKEND_GUARD, VLLM_CONTAINER_PORT, container_model_path, vllm_args
 from llmfleet.render import rendered
 from llmfleet.render.compose import cpu_service
-from llmfleet.render.gateway import GATEWAY_FILES, compose_workers, container_command
+from llmfleet.render.gateway import BORROWED_FILES, GATEWAY_FILES, compose_workers, container_command
 from llmfleet.yamltext import Tagged
 
 GPU_ONLY_PROFILE = "gpu"  # never in COMPOSE_PROFILES on a CPU host: what carries it does not start
@@ -38,12 +38,15 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
             secrets={"path": ".env.secrets.d/vllm.env", "required": True},
             guard_source=f"./vllm/{BACKEND_GUARD}",
         )
-    backends = {name: {"condition": "service_healthy"} for name, _ in cpu.named_servers()}
+    # The gateway waits for the backends, Redis and the key database (gateway/compose.yaml's own, then the plan's).
+    backends = {name: {"condition": "service_healthy"} for name in (*(n for n, _ in cpu.named_servers()), "redis",
+                                                                    "postgres")}  # fmt: skip
     services["gateway"] = {
         "command": Tagged("!override", container_command(compose_workers(cpu))),
-        "depends_on": Tagged("!override", {**backends, "redis": {"condition": "service_healthy"}}),
+        "depends_on": Tagged("!override", backends),
         "volumes": Tagged("!override", [
             *(f"./gateway/{name}:/etc/litellm/{name}:ro" for name in GATEWAY_FILES),
+            *(f"./{path}:/etc/litellm/{path.name}:ro" for path in BORROWED_FILES),
             f"./{MODELS_FILE}:/etc/litellm/models.yaml:ro",
         ]),
     }  # fmt: skip

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from llmfleet.plan import synthetic
 from llmfleet.plan.schema import Plan
+from llmfleet.plan.serving import BACKEND_GUARD
 from llmfleet.render import Topology, rendered
 
 # How long a backend may take to send the first token of a short prompt before the gateway retries the request on
@@ -46,6 +48,9 @@ GATEWAY_FILES = (
     "keystore.py",
     "usage.py",
 )
+# Files of other folders LiteLLM loads beside them: the backends' request checks, which guard.py calls, so a request
+# gets the same answer through LiteLLM as straight from a backend.
+BORROWED_FILES = (Path("vllm") / BACKEND_GUARD,)
 
 
 def first_token_timeout(plan: Plan, model: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
@@ -51,6 +51,14 @@ class Runner(Protocol):
         ...
 
     def gateway_pid(self) -> int | None: ...
+
+    def keystore(self, *args: str, stdin: str | None = None) -> Any:
+        """Run gateway/keystore.py against the fleet's key database; its JSON answer."""
+        ...
+
+    def rotate_master(self) -> None:
+        """A new LITELLM_MASTER_KEY in .env.secrets, and the gateway running with it."""
+        ...
 
 
 def for_state(state: State | None, settings: Settings, root: Path | None = None) -> Runner:

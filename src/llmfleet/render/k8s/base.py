@@ -1,4 +1,5 @@
-"""kubernetes/base/: the namespace, the door, the gateway, their Services, budgets and network policies."""
+"""kubernetes/base/: the namespace, the door, the gateway, the key database, their Services, budgets and network
+policies."""
 
 from __future__ import annotations
 
@@ -24,10 +25,13 @@ from llmfleet.render.k8s.common import (
     GATEWAY_REPLICAS,
     GUARD_CONFIG,
     HF_CONFIG,
+    METRICS_KEY,
     NAME,
     NAMESPACE,
     PART_OF,
     POD_SECURITY,
+    POSTGRES,
+    POSTGRES_UID,
     PROMETHEUS_NAMESPACE,
     PROMETHEUS_POD_LABELS,
     RENDERER,
@@ -91,7 +95,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
     labels = {NAME: GATEWAY, **PART_OF}
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
     key = [{"name": k, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": k}}}
-           for k in ("LITELLM_MASTER_KEY", "VLLM_API_KEY")]  # fmt: skip
+           for k in ("LITELLM_MASTER_KEY", "VLLM_API_KEY", "POSTGRES_PASSWORD", METRICS_KEY)]  # fmt: skip
     container = {
         "name": GATEWAY,
         "image": env["LITELLM_IMAGE"],
@@ -99,7 +103,12 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         # plan, so its worker count is .env's GATEWAY_WORKERS or one: a cluster adds gateway pods, not workers.
         "args": gateway.container_command(env.get("GATEWAY_WORKERS") or "1"),
         "ports": [{"name": "http", "containerPort": gateway.CONTAINER_PORT}],
-        "env": [*key, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
+        "env": [
+            *key,
+            {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+            # Users' keys (auth.py, keystore.py) in the postgres StatefulSet; the password is POSTGRES_PASSWORD above.
+            {"name": "LLMFLEET_KEYS_DSN", "value": KEYS_DSN},
+        ],
         "volumeMounts": [{"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True}],
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": GATEWAY_MEMORY_LIMIT}},
         "securityContext": CONTAINER_SECURITY,
@@ -120,12 +129,96 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security("LITELLM_IMAGE"),
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": GATEWAY_CONFIG}}],
+                    # gateway/'s files and, beside them, the backends' request checks that guard.py calls.
+                    "volumes": [
+                        {
+                            "name": "config",
+                            "projected": {
+                                "sources": [
+                                    {"configMap": {"name": GATEWAY_CONFIG}},
+                                    {"configMap": {"name": GUARD_CONFIG}},
+                                ]
+                            },
+                        }
+                    ],
                 },
             },
         },
     }
     return [deployment, http_service(GATEWAY, labels), pdb(GATEWAY, {NAME: GATEWAY}, labels, {"minAvailable": 1})]
+
+
+KEYS_DSN = f"host={POSTGRES} port=5432 dbname=postgres user=postgres connect_timeout=3"
+
+
+def _postgres_objects(env: dict[str, str]) -> list[dict[str, object]]:
+    """The key database: one PostgreSQL pod with a volume of its own, as in Compose (gateway/compose.yaml)."""
+    labels = {NAME: POSTGRES, **PART_OF}
+    probe = {"exec": {"command": ["pg_isready", "--host", "127.0.0.1", "--username", "postgres"]},
+             "periodSeconds": 10, "timeoutSeconds": 5}  # fmt: skip
+    container = {
+        "name": POSTGRES,
+        "image": env["POSTGRES_IMAGE"],
+        "ports": [{"name": "postgres", "containerPort": 5432}],
+        "env": [
+            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "POSTGRES_PASSWORD"}}},
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},  # a folder inside the volume
+        ],
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "run", "mountPath": "/var/run/postgresql"},  # its socket and lock
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - initdb's temp files, in its pod
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": {**CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
+        "startupProbe": probe | {"failureThreshold": 30},
+        "readinessProbe": probe | {"failureThreshold": 3},
+        "livenessProbe": probe | {"failureThreshold": 6},
+    }
+    statefulset: dict[str, object] = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": POSTGRES, "labels": labels},
+        "spec": {
+            "serviceName": POSTGRES,
+            "replicas": 1,
+            "selector": {"matchLabels": {NAME: POSTGRES}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security("POSTGRES_IMAGE")
+                    | {"runAsUser": POSTGRES_UID, "runAsGroup": POSTGRES_UID, "fsGroup": POSTGRES_UID},
+                    "containers": [container],
+                    "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+            # The keys outlive the pod: deleting the StatefulSet keeps this claim (Kubernetes' default).
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": labels},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
+            ],
+        },
+    }
+    service: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": POSTGRES, "labels": labels},
+        # Headless, as a StatefulSet's Service is: `postgres` resolves to the one pod.
+        "spec": {
+            "clusterIP": "None",
+            "selector": {NAME: POSTGRES},
+            "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}],
+        },
+    }
+    return [statefulset, service]
+
+
+def _postgres_network_policy() -> dict[str, object]:
+    """The key database answers the gateway only: not Prometheus, nor any other pod."""
+    return _admit_only(POSTGRES, POSTGRES, GATEWAY, 5432, monitored=False)
 
 
 def _gateway_network_policy() -> dict[str, object]:
@@ -138,8 +231,15 @@ def _network_policy() -> dict[str, object]:
     return _admit_only("vllm", "vllm", GATEWAY, VLLM_CONTAINER_PORT)
 
 
-def _admit_only(name: str, app: str, client: str, port: int) -> dict[str, object]:
-    """Pods labelled `app` accept traffic on `port` from this namespace's `client` pods and Prometheus only."""
+def _admit_only(name: str, app: str, client: str, port: int, monitored: bool = True) -> dict[str, object]:
+    """Pods labelled `app` accept traffic on `port` from this namespace's `client` pods and (`monitored`) Prometheus
+    only."""
+    prometheus = {
+        # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled prometheus in any other
+        # namespace is refused.
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
+        "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
+    }
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -151,12 +251,7 @@ def _admit_only(name: str, app: str, client: str, port: int) -> dict[str, object
                 {
                     "from": [
                         {"podSelector": {"matchLabels": {NAME: client}}},  # this namespace's own
-                        # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled
-                        # prometheus in any other namespace is refused.
-                        {
-                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
-                            "podSelector": {"matchLabels": PROMETHEUS_POD_LABELS},
-                        },
+                        *([prometheus] if monitored else []),
                     ],
                     "ports": [{"protocol": "TCP", "port": port}],
                 }
@@ -178,7 +273,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
     )
     vllm_component = kustomize("Component", configMapGenerator=[{"name": GUARD_CONFIG, "files": [BACKEND_GUARD]}])
     kustomization = kustomize(
-        resources=["namespace.yaml", "door.yaml", "gateway.yaml", "network-policy.yaml"],
+        resources=["namespace.yaml", "door.yaml", "gateway.yaml", "postgres.yaml", "network-policy.yaml"],
         components=[f"../../{COMPONENT_OF_GATEWAY}", f"../../{COMPONENT_OF_VLLM}"],
         configMapGenerator=[
             # Where vLLM downloads from. In China: an overlay's configMapGenerator with behavior: merge and
@@ -192,7 +287,15 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         f"The gateway: LiteLLM with the hand-written files of gateway/ (ConfigMap {GATEWAY_CONFIG}) and the overlay's",
         f"models.yaml. Its keys come from the Secret {SECRET}, which you create (nothing default is shipped):",
         f"  kubectl -n {NAMESPACE} create secret generic {SECRET} --from-literal=LITELLM_MASTER_KEY=$(openssl rand "
-        "-hex 24) --from-literal=VLLM_API_KEY=$(openssl rand -hex 24)",
+        "-hex 24) --from-literal=VLLM_API_KEY=$(openssl rand -hex 24) --from-literal=POSTGRES_PASSWORD=$(openssl rand "
+        f"-hex 24) --from-literal={METRICS_KEY}=$(openssl rand -hex 24)",
+        f"Users' keys live in the {POSTGRES} StatefulSet (postgres.yaml); the gateway creates its tables at first use.",
+    )
+    postgres_notes = (
+        "The key database (`llmfleet keys`): PostgreSQL with a 1 GiB volume claim, which outlives the pod. Its",
+        f"password is POSTGRES_PASSWORD in the Secret {SECRET}; it answers the gateway's pods only",
+        "(network-policy.yaml).",
+        "Back keys up with `llmfleet keys export` against a port-forward, or pg_dump in the pod.",
     )
     door_notes = (
         "The front door: nginx with gateway/door.conf (rendered from src/llmfleet/render/door.py), the Service clients",
@@ -203,7 +306,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         "vLLM pods accept traffic on their port from this namespace's gateway and from Prometheus pods",
         f"({NAME}=prometheus) in namespace {PROMETHEUS_NAMESPACE} (kube-prometheus-stack's) only; patch the namespace",
         "if your Prometheus runs elsewhere. Gateway pods accept this namespace's door and the same Prometheus only.",
-        "Probes come from the kubelet.",
+        f"The key database ({POSTGRES}) accepts this namespace's gateway only. Probes come from the kubelet.",
     )
     component_notes = ("Kubernetes' base (kubernetes/base) includes this Component: kustomize reads these files here.",)
     files = {
@@ -211,7 +314,10 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         BASE / "namespace.yaml": document(RENDERER, [namespace]),
         BASE / "door.yaml": document(".env", _door_objects(env), door_notes),
         BASE / "gateway.yaml": document(".env", _gateway_objects(env), gateway_notes),
-        BASE / "network-policy.yaml": document(RENDERER, [_network_policy(), _gateway_network_policy()], policy_notes),
+        BASE / "postgres.yaml": document(".env", _postgres_objects(env), postgres_notes),
+        BASE / "network-policy.yaml": document(
+            RENDERER, [_network_policy(), _gateway_network_policy(), _postgres_network_policy()], policy_notes
+        ),
     }
     files[COMPONENT_OF_GATEWAY / "kustomization.yaml"] = document(RENDERER, [gateway_component], component_notes)
     files[COMPONENT_OF_VLLM / "kustomization.yaml"] = document(RENDERER, [vllm_component], component_notes)

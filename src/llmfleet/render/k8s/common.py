@@ -49,9 +49,13 @@ GATEWAY_CONFIG = "gateway-config"
 
 GATEWAY_CONFIG_DIR = "/etc/litellm"  # as in gateway/compose.yaml: config.yaml finds the other files beside it
 
-GATEWAY_KEY_FILE = f"/etc/prometheus/secrets/{SECRET}/LITELLM_MASTER_KEY"  # a plain Prometheus with the Secret mounted
+# Prometheus' key for the gateway's /metrics, which reads metrics and nothing else (gateway/auth.py).
+METRICS_KEY = "GATEWAY_METRICS_KEY"
+GATEWAY_KEY_FILE = f"/etc/prometheus/secrets/{SECRET}/{METRICS_KEY}"  # a plain Prometheus with the Secret mounted
 
-GATEWAY_REPLICAS = 2  # LiteLLM keeps no state here (no database): two replicas ride out a node drain
+GATEWAY_REPLICAS = 2  # LiteLLM keeps its state in PostgreSQL and Redis, not in a pod: two replicas ride out a drain
+POSTGRES = "postgres"  # the key database's StatefulSet and Service
+POSTGRES_UID = 999  # the official image's postgres user (and the stand-in's: images/postgres/Dockerfile)
 
 SYNTHETIC_CONFIG = "fleet-tiny"
 
@@ -112,7 +116,8 @@ SCALE_DOWN_WINDOW_S = 600  # a replica costs minutes of loading: keep it until t
 HF_CACHE_IN_POD = "/root/.cache/huggingface"  # the official vLLM image runs as root
 
 ENV_KEYS = ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "VLLM_SHM_SIZE", "VLLM_START_PERIOD", "HF_ENDPOINT",
-            "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "NGINX_IMAGE", "GATEWAY_MAX_BODY_MB")  # fmt: skip
+            "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "NGINX_IMAGE", "GATEWAY_MAX_BODY_MB",
+            "POSTGRES_IMAGE")  # fmt: skip
 
 # (source, target): the labels Compose's scrape config gives each vLLM server (render/prometheus.py
 # backend_labels), taken from its pod; `server` is the pod's name, which is also the gateway's id for it. There is

@@ -14,6 +14,7 @@ from llmfleet.render.k8s.common import (
     GATEWAY,
     GATEWAY_KEY_FILE,
     INGRESS,
+    METRICS_KEY,
     MONITORING,
     NAME,
     NAMESPACE,
@@ -58,7 +59,7 @@ def _monitors() -> list[dict[str, object]]:
                     "path": "/metrics/",  # /metrics answers a redirect to /metrics/
                     "interval": SCRAPE_INTERVAL,
                     # The gateway's /metrics needs its key, like every other route.
-                    "authorization": {"type": "Bearer", "credentials": {"name": SECRET, "key": "LITELLM_MASTER_KEY"}},
+                    "authorization": {"type": "Bearer", "credentials": {"name": SECRET, "key": METRICS_KEY}},
                 }
             ],
         },

@@ -59,12 +59,18 @@ def _gateway_context(root: Path, ctx: Path) -> dict[str, str]:
     return {}
 
 
+def _postgres_context(root: Path, ctx: Path) -> dict[str, str]:
+    shutil.copy(root / "images" / "postgres" / "docker-entrypoint.sh", ctx)
+    return {}
+
+
 STANDINS = (
     StandIn("VLLM_CPU_IMAGE", "llmfleet/vllm-cpu:0.32.0", "vllm-cpu", _vllm_context),
     StandIn("LITELLM_IMAGE", "llmfleet/litellm:1.106.2", "litellm", _gateway_context),
     StandIn("PROMETHEUS_IMAGE", "llmfleet/prometheus:2.42.0", "prometheus", lambda root, ctx: {}),
     StandIn("REDIS_IMAGE", "llmfleet/redis:7.0.15", "redis", lambda root, ctx: {}),
     StandIn("NGINX_IMAGE", "llmfleet/nginx:1.22.1", "nginx", lambda root, ctx: {}),
+    StandIn("POSTGRES_IMAGE", "llmfleet/postgres:15", "postgres", _postgres_context),
 )
 
 

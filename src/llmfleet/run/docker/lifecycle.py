@@ -150,11 +150,12 @@ def _ps_rows(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]  # newer: one object per line
 
 
-def compose(state: State, root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+def compose(state: State, root: Path, *args: str, capture: bool = False,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     return subprocess.run(
         ["docker", "compose", *state.compose, *args],
         cwd=root, env={**os.environ, **state.compose_env}, text=True, check=False,
-        capture_output=capture,
+        capture_output=capture, input=stdin,
     )  # fmt: skip
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
+from llmfleet import secrets
 from llmfleet.errors import FleetError
 from llmfleet.models import realmodel
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
 from llmfleet.render.files import stale_files
 from llmfleet.run.docker import lifecycle
+from llmfleet.run.keystore import SCRIPT, answer
 from llmfleet.run.state import ServiceStatus, State
 from llmfleet.settings import Settings
 
@@ -85,3 +88,21 @@ class DockerRunner:
 
     def gateway_pid(self) -> int | None:
         return next((r.pid for r in self.status() if r.name == "gateway" and r.pid), None)
+
+    def keystore(self, *args: str, stdin: str | None = None) -> Any:
+        """keystore.py inside the gateway's container, which holds the key database's address and password."""
+        command = ("exec", "-T", "gateway", "python3", f"/etc/litellm/{SCRIPT}", *args)
+        result = lifecycle.compose(self._state(), self.root, *command, capture=True, stdin=stdin)
+        return answer(result, "gateway/compose.yaml: LLMFLEET_KEYS_DSN")
+
+    def rotate_master(self) -> None:
+        secrets.replace_secret(self.settings.secrets_file, "LITELLM_MASTER_KEY",
+                               secrets.GENERATORS["LITELLM_MASTER_KEY"]())  # fmt: skip
+        # A new container reads its env file again (`restart` would keep the old key); the others keep theirs.
+        result = lifecycle.compose(self._state(), self.root, "up", "-d", "--no-deps", "--wait", "gateway", capture=True)
+        if result.returncode != 0:
+            raise FleetError(
+                "the gateway did not come back with the new master key:\n" + result.stderr.strip()[-800:],
+                "see `llmfleet logs gateway`; the new key is in .env.secrets already.",
+                "docker compose up gateway",
+            )

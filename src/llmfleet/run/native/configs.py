@@ -60,6 +60,8 @@ def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str,
     }
     for name in render_gateway.GATEWAY_FILES:  # copied, so editing gateway/ never changes a running stack
         files[run_dir / "gateway" / name] = (root / "gateway" / name).read_text(encoding="utf-8")
+    for borrowed in render_gateway.BORROWED_FILES:
+        files[run_dir / "gateway" / borrowed.name] = (root / borrowed).read_text(encoding="utf-8")
     files[run_dir / "vllm" / BACKEND_GUARD] = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
     write_files(files)
     write_door_config(settings)

@@ -6,12 +6,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from llmfleet import output, paths
+from llmfleet import output, paths, secrets
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
 from llmfleet.run import procs
-from llmfleet.run.native import lifecycle
+from llmfleet.run.native import keys, lifecycle
 from llmfleet.run.state import ServiceStatus, State
 from llmfleet.settings import Settings
 
@@ -67,6 +68,14 @@ class NativeRunner:
 
     def gateway_pid(self) -> int | None:
         return next((s.pid for s in (self.state.running() if self.state else []) if s.name == "gateway"), None)
+
+    def keystore(self, *args: str, stdin: str | None = None) -> Any:
+        return keys.keystore(self.settings, secrets.read_secrets(self.settings.secrets_file), *args, stdin=stdin)
+
+    def rotate_master(self) -> None:
+        assert self.state is not None, "the master key of a running fleet is rotated"
+        keys.rotate_master(self.settings, self.state)
+        self.restart(["gateway"])
 
 
 def _follow(files: list[Path]) -> None:
