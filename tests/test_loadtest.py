@@ -81,40 +81,56 @@ def writes(service: dict) -> int:
     return total
 
 
-def wait_until_an_answer_is_mid_stream(stack: Stack, timeout: float = 120) -> None:
-    """Until the client has the headers and first tokens of a streamed answer: the door writes each chunk it relays
-    with its own write() call, and nothing else passes through it during the load test (a request's own start is one
-    or two writes, upstream). Counted from /proc, which answers however busy the processes are, every 0.05 s, so the
-    backends are killed at the first chunks of a 2,000-token answer, seconds before the server is done: the gateway
-    can then no longer retry the request elsewhere and must end the stream with an error event. The servers' own
-    writes say nothing here: they include the engine's messages, and on a 2-core host the gateway relays seconds
-    behind the server, so a server busy writing may already have finished the answer."""
-    (door,) = [s for s in stack.services() if s["name"] == "door"]
+def door(stack: Stack) -> dict:
+    (found,) = [s for s in stack.services() if s["name"] == "door"]
+    return found
+
+
+def signal_backends(stack: Stack, sig: signal.Signals) -> None:
+    for service in stack.services():
+        if service["name"].startswith("vllm-"):
+            for pid in procs.group_members(service["pid"], service["started"]):
+                os.kill(pid, sig)
+
+
+def freeze_backends_mid_stream(stack: Stack, since: int, timeout: float = 120) -> None:
+    """Leave both backends frozen (SIGSTOP) in the middle of an answer whose headers and first chunks the client
+    already has. Counted in the door's write() calls since the load test started (`since`; from /proc, which
+    answers however busy the processes are): its opening GET /v1/models takes 4 to 6 (the key check, the request,
+    the answer, the access log), a completion's start 2 or 3, then each relayed chunk one, 13 by the time a client
+    reads the first chunk. The servers are frozen as soon as a completion has started (8), so a 2,000-token answer
+    cannot finish meanwhile: the gateway relays seconds behind a server on a 2-core host, and a server killed
+    after its last token cuts nothing. If the relay then reaches 25 the client holds part of an answer that can
+    never end normally; if it does not within 10 s (frozen before the server wrote anything, so the gateway gives
+    up on that request), they thaw and the next answer is tried."""
     deadline = time.monotonic() + timeout
-    before = writes(door)
     while time.monotonic() < deadline:
-        time.sleep(0.05)
-        after = writes(door)
-        if after - before >= 5:
-            return
-        before = after
+        time.sleep(0.02)
+        if writes(door(stack)) - since < 8:
+            continue
+        signal_backends(stack, signal.SIGSTOP)
+        settle = time.monotonic() + 10
+        while time.monotonic() < settle:
+            time.sleep(0.1)
+            if writes(door(stack)) - since >= 25:
+                return
+        signal_backends(stack, signal.SIGCONT)
+        since = writes(door(stack))  # the next answer's start
     raise AssertionError("no answer was seen streaming to the client")
 
 
 def test_an_error_event_mid_stream_counts_as_a_failure(stack: Stack, tmp_path: Path) -> None:
     """It kills both backends while answers are streaming, then brings them back for the tests after it."""
     env = {**stack.cli.env, "LITELLM_MASTER_KEY": stack.key}
+    since = writes(door(stack))
     run = subprocess.Popen(
         [sys.executable, "-m", "llmfleet", "loadtest", "--out", str(tmp_path), "--users", "1", "--spawn-rate", "10",
          "--duration", "20s", "--max-tokens", "2000", *LENIENT],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until_an_answer_is_mid_stream(stack)
-        for service in stack.services():
-            if service["name"].startswith("vllm-"):
-                for pid in procs.group_members(service["pid"], service["started"]):
-                    os.kill(pid, signal.SIGKILL)
+        freeze_backends_mid_stream(stack, since)
+        signal_backends(stack, signal.SIGKILL)  # a frozen process dies at SIGKILL too
         run.communicate(timeout=300)
     finally:
         run.kill()

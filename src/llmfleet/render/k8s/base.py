@@ -44,6 +44,16 @@ from llmfleet.render.k8s.common import (
 )
 
 
+def _probes(probe: dict[str, object], startup_failures: int) -> dict[str, object]:
+    """A service's three probes on one check: it may take `startup_failures` periods to start, is taken out of its
+    Service after 3 failures and restarted after 6."""
+    return {
+        "startupProbe": probe | {"failureThreshold": startup_failures},
+        "readinessProbe": probe | {"failureThreshold": 3},
+        "livenessProbe": probe | {"failureThreshold": 6},
+    }
+
+
 def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
     """nginx before LiteLLM, with the config Compose mounts (gateway/door.conf): what clients reach."""
     labels = {NAME: DOOR, **PART_OF}
@@ -112,9 +122,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "volumeMounts": [{"name": "config", "mountPath": GATEWAY_CONFIG_DIR, "readOnly": True}],
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": GATEWAY_MEMORY_LIMIT}},
         "securityContext": CONTAINER_SECURITY,
-        "startupProbe": probe | {"failureThreshold": 12},
-        "readinessProbe": probe | {"failureThreshold": 3},
-        "livenessProbe": probe | {"failureThreshold": 6},
+        **_probes(probe, startup_failures=12),
     }
     deployment: dict[str, object] = {
         "apiVersion": "apps/v1",
@@ -171,9 +179,7 @@ def _postgres_objects(env: dict[str, str]) -> list[dict[str, object]]:
         ],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": {**CONTAINER_SECURITY, "readOnlyRootFilesystem": True},
-        "startupProbe": probe | {"failureThreshold": 30},
-        "readinessProbe": probe | {"failureThreshold": 3},
-        "livenessProbe": probe | {"failureThreshold": 6},
+        **_probes(probe, startup_failures=30),
     }
     statefulset: dict[str, object] = {
         "apiVersion": "apps/v1",
@@ -295,7 +301,8 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         "The key database (`llmfleet keys`): PostgreSQL with a 1 GiB volume claim, which outlives the pod. Its",
         f"password is POSTGRES_PASSWORD in the Secret {SECRET}; it answers the gateway's pods only",
         "(network-policy.yaml).",
-        "Back keys up with `llmfleet keys export` against a port-forward, or pg_dump in the pod.",
+        f"Manage keys with `kubectl -n {NAMESPACE} exec deploy/{GATEWAY} -- python3 {GATEWAY_CONFIG_DIR}/keystore.py "
+        "create NAME` (also list, revoke, export; import reads stdin): what `llmfleet keys` runs on the other runners.",
     )
     door_notes = (
         "The front door: nginx with gateway/door.conf (rendered from src/llmfleet/render/door.py), the Service clients",
