@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 DSN_ENV = "LLMFLEET_KEYS_DSN"
@@ -98,9 +99,11 @@ def digest(key: str) -> str:
 
 
 def connect(dsn: str | None = None) -> psycopg.Connection[dict[str, Any]]:
-    password = {"password": os.environ["POSTGRES_PASSWORD"]} if os.environ.get("POSTGRES_PASSWORD") else {}
-    return psycopg.connect(dsn or os.environ[DSN_ENV], connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row,
-                           autocommit=True, **password)  # fmt: skip
+    conninfo = dsn or os.environ[DSN_ENV]
+    given = os.environ.get("POSTGRES_PASSWORD")
+    password = {"password": given} if given and "password" not in conninfo_to_dict(conninfo) else {}
+    return psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row, autocommit=True,
+                           **password)  # fmt: skip
 
 
 class Shared:

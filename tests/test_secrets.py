@@ -7,7 +7,15 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from llmfleet.secrets import GENERATORS, SERVICE_SECRETS, ensure_secrets, replace_secret, service_files_dir
+from llmfleet.secrets import (
+    GENERATORS,
+    SERVICE_SECRETS,
+    ensure_secrets,
+    read_secrets,
+    replace_secret,
+    rotate_secret,
+    service_files_dir,
+)
 
 
 def test_first_use_generates_every_secret_into_a_private_file(tmp_path: Path) -> None:
@@ -63,3 +71,12 @@ def test_modes_are_tightened_again_and_a_replaced_secret_reaches_the_service_fil
     replace_secret(path, "GATEWAY_METRICS_KEY", "sk-metrics-rotated")
     for service in ("gateway", "prometheus"):
         assert dotenv_values(folder / f"{service}.env")["GATEWAY_METRICS_KEY"] == "sk-metrics-rotated"
+
+
+def test_a_rotated_secret_is_new_reaches_the_service_files_and_returns_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / ".env.secrets"
+    before = ensure_secrets(path)["LITELLM_MASTER_KEY"]
+    old, fresh = rotate_secret(path, "LITELLM_MASTER_KEY")
+    assert old == before and fresh != before and fresh.startswith("sk-")
+    assert read_secrets(path)["LITELLM_MASTER_KEY"] == fresh
+    assert dotenv_values(service_files_dir(path) / "gateway.env")["LITELLM_MASTER_KEY"] == fresh

@@ -88,6 +88,14 @@ def read_secrets(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v}
 
 
+def rotate_secret(path: Path, name: str) -> tuple[str, str]:
+    """Give one secret a freshly generated value; (the old value, the new one)."""
+    old = read_secrets(path).get(name, "")
+    fresh = GENERATORS[name]()
+    replace_secret(path, name, fresh)
+    return old, fresh
+
+
 def replace_secret(path: Path, name: str, value: str) -> None:
     """Give one secret a new value in place; the file stays private."""
     lines = path.read_text(encoding="utf-8").splitlines()

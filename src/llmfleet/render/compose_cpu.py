@@ -38,7 +38,8 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
             secrets={"path": ".env.secrets.d/vllm.env", "required": True},
             guard_source=f"./vllm/{BACKEND_GUARD}",
         )
-    # The gateway waits for the backends, Redis and the key database (gateway/compose.yaml's own, then the plan's).
+    # The gateway waits for the plan's backends, then for what gateway/compose.yaml has it wait for (Redis and the key
+    # database): `!override` replaces that list, so it is said again here.
     backends = {name: {"condition": "service_healthy"} for name in (*(n for n, _ in cpu.named_servers()), "redis",
                                                                     "postgres")}  # fmt: skip
     services["gateway"] = {

@@ -96,8 +96,7 @@ class DockerRunner:
         return answer(result, "gateway/compose.yaml: LLMFLEET_KEYS_DSN")
 
     def rotate_master(self) -> None:
-        secrets.replace_secret(self.settings.secrets_file, "LITELLM_MASTER_KEY",
-                               secrets.GENERATORS["LITELLM_MASTER_KEY"]())  # fmt: skip
+        secrets.rotate_secret(self.settings.secrets_file, "LITELLM_MASTER_KEY")
         # A new container reads its env file again (`restart` would keep the old key); the others keep theirs.
         result = lifecycle.compose(self._state(), self.root, "up", "-d", "--no-deps", "--wait", "gateway", capture=True)
         if result.returncode != 0:

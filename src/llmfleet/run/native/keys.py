@@ -49,10 +49,8 @@ def after_database_start(settings: Settings, secrets: dict[str, str]) -> None:
 def rotate_master(settings: Settings, state: State) -> None:
     """A new LITELLM_MASTER_KEY in .env.secrets and in the recorded gateway's environment; the caller restarts it
     (the door may accept the old one for its cache time)."""
-    current = secrets.read_secrets(settings.secrets_file)
-    fresh = secrets.GENERATORS["LITELLM_MASTER_KEY"]()
-    secrets.replace_secret(settings.secrets_file, "LITELLM_MASTER_KEY", fresh)
+    old, fresh = secrets.rotate_secret(settings.secrets_file, "LITELLM_MASTER_KEY")
     for service in state.services:
-        if service.env.get("LITELLM_MASTER_KEY") == current["LITELLM_MASTER_KEY"]:
+        if service.env.get("LITELLM_MASTER_KEY") == old:
             service.env["LITELLM_MASTER_KEY"] = fresh
     state.save(settings.run_dir)
