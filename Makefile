@@ -69,16 +69,16 @@ images: docker-deps  ## Build the stand-in images for hosts that cannot pull (ne
 	$(LLMFLEET) images build
 
 lint: $(VENV)/.installed  ## ruff, mypy (src/ and benchmarks/, as pyproject.toml configures it), the layers contract and the rendered-files check
-	$(BIN)/ruff check src tests gateway vllm loadtest scripts benchmarks
-	$(BIN)/ruff format --check src tests gateway vllm loadtest scripts benchmarks
+	$(BIN)/ruff check src tests gateway vllm router loadtest scripts benchmarks
+	$(BIN)/ruff format --check src tests gateway vllm router loadtest scripts benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(LLMFLEET) render --check
 	$(LLMFLEET) dashboards --check
 
 fmt: $(VENV)/.installed
-	$(BIN)/ruff format src tests gateway vllm loadtest scripts
-	$(BIN)/ruff check --fix src tests gateway vllm loadtest scripts
+	$(BIN)/ruff format src tests gateway vllm router loadtest scripts
+	$(BIN)/ruff check --fix src tests gateway vllm router loadtest scripts
 
 test-unit: $(VENV)/.installed system-deps  ## Fast tests: no server started
 	$(BIN)/pytest -m "not stack and not compose and not realmodel"

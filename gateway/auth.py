@@ -9,6 +9,11 @@ stack cannot count on; this check replaces that lookup (`custom_auth: auth.user_
   runner, or GATEWAY_METRICS_KEY from the gateway's secrets in Compose and Kubernetes);
 - anything else is a 401 that says what to send.
 
+It also answers the front door's key check (DOOR_CHECK, GET, no body), which says which lane a key's completions
+take (`x-fleet-lane`): `router` (SMG, straight to the backends) for the master key where GATEWAY_DATA_PLANE=router,
+with the backends' key for the door to send on (`x-fleet-backend-auth`); `litellm` otherwise, since a user's key is
+limited and metered here.
+
 A key found is kept CACHE_S seconds, in each worker. The front door caches accepted keys as long, so a revoked key
 works at most that long twice over. While the database does not answer, keys seen in the last CACHE_S seconds
 keep working and any other gets a 503 naming the cause.
@@ -25,7 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
 # LiteLLM loads this file by its path: the folder is not on sys.path, and keystore.py beside it must be importable.
@@ -38,6 +44,8 @@ CACHE_S = 10  # as long as the front door's cache of accepted keys (render/door.
 USER_ROUTES = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions", "/v1/models",
                "/models")  # fmt: skip
 METRICS_ROUTES = ("/metrics", "/metrics/")
+DOOR_CHECK = "/fleet/door-check"  # render/door.py asks it for every request it has not seen the key of lately
+LANES = ("litellm", "router")  # GATEWAY_DATA_PLANE: the master key's completions through LiteLLM, or the router
 
 _found: dict[str, tuple[float, Any]] = {}  # key digest -> (when it was read, keystore.Key)
 
@@ -50,16 +58,27 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     master_key = os.environ.get("LITELLM_MASTER_KEY", "")
     if master_key and api_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
         return UserAPIKeyAuth(api_key=master_key, user_role=LitellmUserRoles.PROXY_ADMIN)
-    metrics_key = os.environ.get("GATEWAY_METRICS_KEY", "")
-    if metrics_key and api_key and secrets.compare_digest(api_key.encode(), metrics_key.encode()):
+    if _is_metrics_key(api_key):
         return _metrics_reader(request)
-    if api_key and os.environ.get("LLMFLEET_KEYS_DSN"):
-        key = await _stored_key(api_key)
-        if key is not None:
-            return await _user(request, key)
-    problem = "The API key is not valid." if api_key else "No API key was sent."
-    how = HOW_USER if os.environ.get("LLMFLEET_KEYS_DSN") else HOW
-    raise _refuse(f"{problem} {how}", 401, ProxyErrorTypes.auth_error)
+    return await _user(request, await _valid_stored_key(api_key))
+
+
+def _is_metrics_key(api_key: str) -> bool:
+    metrics_key = os.environ.get("GATEWAY_METRICS_KEY", "")
+    return bool(metrics_key and api_key and secrets.compare_digest(api_key.encode(), metrics_key.encode()))
+
+
+async def _valid_stored_key(api_key: str) -> Any:
+    """The stored key, unexpired and not revoked; else a 401 saying what to send (a 503 while the database is down)."""
+    key = await _stored_key(api_key) if api_key and os.environ.get("LLMFLEET_KEYS_DSN") else None
+    if key is None:
+        problem = "The API key is not valid." if api_key else "No API key was sent."
+        how = HOW_USER if os.environ.get("LLMFLEET_KEYS_DSN") else HOW
+        raise _refuse(f"{problem} {how}", 401, ProxyErrorTypes.auth_error)
+    why_not = key.refusal(datetime.now(UTC))
+    if why_not:
+        raise _refuse(f"{why_not} {HOW_USER}", 401, ProxyErrorTypes.auth_error)
+    return key
 
 
 def _metrics_reader(request: Request) -> UserAPIKeyAuth:
@@ -97,9 +116,6 @@ async def _stored_key(api_key: str) -> Any:
 
 
 async def _user(request: Request, key: Any) -> UserAPIKeyAuth:
-    why_not = key.refusal(datetime.now(UTC))
-    if why_not:
-        raise _refuse(f"{why_not} {HOW_USER}", 401, ProxyErrorTypes.auth_error)
     path = request.url.path
     routes = METRICS_ROUTES if key.scope == "metrics" else USER_ROUTES
     allowed = path in routes or (key.scope != "metrics" and path.startswith(("/v1/models/", "/models/")))
@@ -130,3 +146,36 @@ async def _user(request: Request, key: Any) -> UserAPIKeyAuth:
         tpm_limit=key.tpm,
         user_role=LitellmUserRoles.INTERNAL_USER,
     )
+
+
+async def door_check(request: Request) -> Response:
+    """The door's key check: 200 and the key's lane for a key that may use the gateway, else the error to send."""
+    api_key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    master_key = os.environ.get("LITELLM_MASTER_KEY", "")
+    lane = "litellm"
+    headers = {}
+    try:
+        if master_key and api_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
+            if os.environ.get("GATEWAY_DATA_PLANE") == "router":
+                lane = "router"
+                headers["x-fleet-backend-auth"] = f"Bearer {os.environ.get('VLLM_API_KEY', '')}"
+        elif not _is_metrics_key(api_key):
+            await _valid_stored_key(api_key)  # LiteLLM checks the route and the model on the request itself
+    except ProxyException as refusal:
+        body = {"error": {"message": refusal.message, "type": refusal.type, "param": refusal.param,
+                          "code": int(refusal.code or 401)}}  # fmt: skip
+        return JSONResponse(body, status_code=int(refusal.code or 401))
+    return Response(status_code=200, headers={"x-fleet-lane": lane, **headers})
+
+
+def _serve_door_check() -> None:
+    """LiteLLM loads this file at startup, in each worker: add the door's route to its app there."""
+    try:
+        from litellm.proxy.proxy_server import app
+    except ImportError:  # imported outside the proxy (tests of the functions above)
+        return
+    if not any(getattr(route, "path", None) == DOOR_CHECK for route in app.routes):
+        app.add_api_route(DOOR_CHECK, door_check, methods=["GET"], include_in_schema=False)
+
+
+_serve_door_check()

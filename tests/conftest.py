@@ -103,6 +103,8 @@ PORT_SETTINGS = (
     "PROMETHEUS_PORT",
     "REDIS_PORT",
     "POSTGRES_PORT",
+    "ROUTER_PORT",
+    "ROUTER_METRICS_PORT",
     "VLLM_PORT_BASE",
 )  # the last: a run of two
 
@@ -130,7 +132,7 @@ def make_cli(tmp: Path) -> Cli:
         "LLMFLEET_ROOT": str(ROOT),
         "LLMFLEET_RUN_DIR": str(tmp / "run"),
         "LLMFLEET_SECRETS_FILE": str(tmp / ".env.secrets"),
-        **dict(zip(PORT_SETTINGS, map(str, free_ports(5, run=2)), strict=True)),
+        **dict(zip(PORT_SETTINGS, map(str, free_ports(len(PORT_SETTINGS) - 1, run=2)), strict=True)),
         "POSTGRES_DATA_DIR": str(_key_database()),
         "RUNNER": "native",
     }

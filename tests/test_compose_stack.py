@@ -31,8 +31,8 @@ pytestmark = pytest.mark.compose
 
 MODEL = "smollm2-135m"  # compose.cpu.yaml serves the CPU plan's real model, mounted from the host's cache
 # requirements/: the vLLM CPU runtime's lock pins the model's wheel, and `up` converts it first when it must.
-PROJECT_FILES = ["compose.yaml", "compose.cpu.yaml", ".env", "fleet.yaml", "gateway", "vllm", "monitoring", "images",
-                 "requirements"]  # fmt: skip
+PROJECT_FILES = ["compose.yaml", "compose.cpu.yaml", ".env", "fleet.yaml", "gateway", "vllm", "router", "monitoring",
+                 "images", "requirements"]  # fmt: skip
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -161,11 +161,11 @@ def test_prometheus_sees_every_target_up_by_service_name(stack: ComposeStack) ->
     deadline = time.monotonic() + 60
     while True:
         targets = {r["metric"]["instance"]: r["value"][1] for r in stack.query("up")}
-        if targets and set(targets.values()) == {"1"} and len(targets) == 4:
+        if targets and set(targets.values()) == {"1"} and len(targets) == 5:
             break
         assert time.monotonic() < deadline, f"targets not all up after 60 s: {targets}"
         time.sleep(2)
-    assert sorted(targets) == ["gateway:4000", "localhost:9090", "vllm-cpu0:8000", "vllm-cpu1:8000"]
+    assert sorted(targets) == ["gateway:4000", "localhost:9090", "router:4003", "vllm-cpu0:8000", "vllm-cpu1:8000"]
 
 
 def test_no_vllm_port_is_reachable_from_the_host(stack: ComposeStack) -> None:
@@ -192,7 +192,8 @@ def test_containers_hold_only_their_own_secrets_and_run_without_root(stack: Comp
     assert held("postgres") == {"POSTGRES_PASSWORD"}
     assert held("prometheus") == {"GATEWAY_METRICS_KEY"}  # it reads the gateway's metrics, and nothing else
     assert held("door") == set()
-    for service in ("gateway", "door", "redis", "prometheus", "postgres"):
+    assert held("router") == {"VLLM_API_KEY"}  # it asks the backends with it; the door sends it only on its lane
+    for service in ("gateway", "door", "router", "redis", "prometheus", "postgres"):
         uid = docker("exec", stack.container(service), "id", "-u").stdout.strip()
         assert uid not in ("", "0"), f"{service} runs as root"
         status = json.loads(docker("inspect", stack.container(service)).stdout)[0]["HostConfig"]
@@ -266,7 +267,7 @@ def test_a_users_key_works_at_the_door_survives_down_and_up_and_is_refused_once_
 def test_status_and_logs_work_for_the_docker_runner(stack: ComposeStack) -> None:
     status = stack.cli("status", "--json")
     rows = {r["name"]: r for r in json.loads(status.stdout)}
-    assert sorted(rows) == ["door", "gateway", "postgres", "prometheus", "redis", "vllm-cpu0", "vllm-cpu1"]
+    assert sorted(rows) == ["door", "gateway", "postgres", "prometheus", "redis", "router", "vllm-cpu0", "vllm-cpu1"]
     assert rows["door"]["port"] == int(stack.env["GATEWAY_PORT"])  # the only published port of the gateway
     assert rows["gateway"]["port"] is None
     assert_door_logs_show_a_fresh_request(stack.cli, stack.gateway)

@@ -22,10 +22,12 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 def door_without_litellm(tmp_path: Path) -> Iterator[str]:
     if not Path(NGINX).is_file():
         pytest.skip("nginx is not installed (make setup installs it)")
-    listen, closed = free_ports(2)  # nothing listens on `closed`: a LiteLLM that is down
+    listen, closed = free_ports(2)  # nothing listens on `closed`: a LiteLLM (and a router) that is down
     for name in render_door.STATE_FOLDERS:
         (tmp_path / name).mkdir()
-    door = render_door.Door(f"127.0.0.1:{listen}", f"127.0.0.1:{closed}", str(tmp_path), max_body_mb=1)
+    door = render_door.Door(
+        f"127.0.0.1:{listen}", f"127.0.0.1:{closed}", f"127.0.0.1:{closed}", str(tmp_path), max_body_mb=1
+    )
     (tmp_path / "nginx.conf").write_text(render_door.nginx_conf(door, "# test\n"))
     nginx = subprocess.Popen([NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip

@@ -161,7 +161,14 @@ def test_selectors_match_the_labels_of_the_pods_they_mean(name: str, built) -> N
     for pdb in of(objects, "PodDisruptionBudget"):
         assert pdb["spec"]["selector"] == workloads[pdb["metadata"]["name"]]["spec"]["selector"]
     policies = {p["metadata"]["name"]: p for p in of(objects, "NetworkPolicy")}
-    assert sorted(policies) == ["gateway", "postgres", "vllm"]
+    assert sorted(policies) == ["gateway", "postgres", "router", "vllm"]
+    # The backends admit the gateway and the router; the router admits the door (and Prometheus).
+    peers = [f.get("podSelector", {}).get("matchLabels", {}).get(k8s_common.NAME) for f in
+             policies["vllm"]["spec"]["ingress"][0]["from"]]  # fmt: skip
+    assert {"gateway", "router"} <= set(peers) and "door" not in peers
+    router_peers = [f.get("podSelector", {}).get("matchLabels", {}).get(k8s_common.NAME) for f in
+                    policies["router"]["spec"]["ingress"][0]["from"]]  # fmt: skip
+    assert "door" in router_peers and "gateway" not in router_peers
     postgres = [t for w, t in templates if w["metadata"]["name"] == k8s_common.POSTGRES]
     (keys,) = policies["postgres"]["spec"]["ingress"]
     assert [
@@ -381,7 +388,8 @@ def test_vllm_runs_composes_command_line_and_the_pinned_images(name: str, built)
         assert container["image"] == ENV["VLLM_IMAGE" if workload.server.gpus else "VLLM_CPU_IMAGE"]
     images = {c["image"] for _, t in pod_templates(built[name]) for c in t["spec"]["containers"]}
     assert images <= {
-        ENV[k] for k in ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "NGINX_IMAGE", "POSTGRES_IMAGE")
+        ENV[k]
+        for k in ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "NGINX_IMAGE", "POSTGRES_IMAGE", "ROUTER_IMAGE")
     }
     assert not any(i.endswith(":latest") or ":" not in i for i in images)
 
@@ -655,11 +663,11 @@ def _pools(spec: str, model: str | None = None) -> dict:
 
 
 def _project_copy(tmp_path: Path) -> Path:
-    """What the Kubernetes rendering reads: .env, gateway/, monitoring/, the catalog, the backend guard and the
-    cluster plans."""
+    """What the Kubernetes rendering reads: .env, gateway/, monitoring/, the catalog, the backend guard, the router's
+    launcher and the cluster plans."""
     root = tmp_path / "project"
     for part in (".env", "gateway", "monitoring/prometheus/rules", "monitoring/grafana/dashboards", "vllm/catalog.yaml",
-                 "vllm/backend_guard.py",
+                 "vllm/backend_guard.py", "router/launch.py",
                  "kubernetes/plans", "requirements/vllm-cpu.txt"):  # fmt: skip
         source, target = ROOT / part, root / part
         target.parent.mkdir(parents=True, exist_ok=True)

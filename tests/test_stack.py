@@ -125,7 +125,7 @@ def test_prometheus_sees_every_target_up(stack: Stack) -> None:
         result = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": "up"}, timeout=10).json()
         targets = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in result["data"]["result"]}
         jobs = sorted(job for job, _ in targets)
-        if jobs == ["gateway", "prometheus", "vllm", "vllm"] and set(targets.values()) == {"1"}:
+        if jobs == ["gateway", "prometheus", "router", "vllm", "vllm"] and set(targets.values()) == {"1"}:
             break
         assert time.monotonic() < deadline, f"targets not all up after 60 s: {targets}"
         time.sleep(2)
@@ -150,7 +150,8 @@ def test_status_json_reports_every_service_healthy(stack: Stack) -> None:
     result = stack.cli("status", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["vllm-cpu0", "vllm-cpu1", "redis", "postgres", "gateway", "door", "prometheus"]
+    assert [r["name"] for r in rows] == ["vllm-cpu0", "vllm-cpu1", "redis", "postgres", "gateway", "router", "door",
+                                         "prometheus"]  # fmt: skip
     assert all(r["healthy"] and r["pid"] > 0 and r["port"] > 0 for r in rows)
 
 

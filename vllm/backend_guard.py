@@ -9,6 +9,7 @@ vLLM's `--api-key` guards only some path prefixes (/v1 among them): `/invocation
 - a body that is not a JSON object, a field vLLM does not know (it would ignore it silently), a sampling setting of
   the wrong type and malformed `messages` (400, naming the field): `check_fields`, which the LiteLLM gateway's guard
   (gateway/guard.py) calls too, so every path to a backend answers bad input with the same words.
+Every completion's answer names the server in `x-fleet-backend` (LLMFLEET_SERVER_NAME), whichever lane it took.
 The caps come from the plan (src/llmfleet/plan/serving.py); the known fields from vLLM's own request models. Standard
 library only (vLLM is imported where it runs): it runs in any vLLM image and in the gateway.
 vLLM adds it outermost, so it runs before vLLM's own key check.
@@ -150,6 +151,7 @@ class BackendGuard:
         self.max_body = int(_setting("LLMFLEET_MAX_BODY_MB", 8) * 2**20)
         self.max_n = int(_setting("LLMFLEET_MAX_N", 16))
         self.max_tokens = int(_setting("LLMFLEET_MAX_TOKENS", 1 << 30))
+        self.name = os.environ.get("LLMFLEET_SERVER_NAME", "").encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -172,7 +174,7 @@ class BackendGuard:
         except Refusal as refusal:
             await _answer(scope, send, refusal)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(body, receive), _named(send, self.name) if self.name else send)
 
     def _check_key(self, scope: Scope) -> None:
         if self.key_hash is None:
@@ -194,6 +196,17 @@ class BackendGuard:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+
+def _named(send: Send, name: bytes) -> Send:
+    """`send`, with the answer's headers naming this server."""
+
+    async def named(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-fleet-backend", name)]
+        await send(message)
+
+    return named
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

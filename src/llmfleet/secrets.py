@@ -36,6 +36,7 @@ GENERATORS = {
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
     "gateway": ("LITELLM_MASTER_KEY", "VLLM_API_KEY", "REDIS_PASSWORD", "POSTGRES_PASSWORD", "GATEWAY_METRICS_KEY"),
     "vllm": ("VLLM_API_KEY",),  # the backends answer the gateway only
+    "router": ("VLLM_API_KEY",),  # the router asks the backends with it, and answers only the door, which sends it
     "redis": ("REDIS_PASSWORD",),
     "postgres": ("POSTGRES_PASSWORD",),  # the key database's superuser, set when its volume is first initialized
     # Prometheus scrapes the gateway's /metrics with a key that reads metrics and nothing else.

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     VLLM_PORT_BASE: Port = 8100
     REDIS_PORT: Port = 6379
     POSTGRES_PORT: Port = 5433  # not 5432: a host's own PostgreSQL keeps its port
+    ROUTER_PORT: Port = 4002
+    ROUTER_METRICS_PORT: Port = 4003
+    # Which lane the master key's completions take behind the door: LiteLLM, or the router (SMG) straight to the
+    # backends. User keys keep LiteLLM, which limits and meters them (gateway/auth.py).
+    GATEWAY_DATA_PLANE: Literal["litellm", "router"] = "litellm"
     GATEWAY_WORKERS: Annotated[int, Field(ge=1, le=64)] | None = None  # None: as many as the plan's token rate needs
     GATEWAY_MAX_BODY_MB: Annotated[float, Field(gt=0)] = 4
     VLLM_START_TIMEOUT: Annotated[int, Field(ge=10)] = 900

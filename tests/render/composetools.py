@@ -12,7 +12,7 @@ from llmfleet.secrets import ensure_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_COMPOSE = Path(compose.__file__).parent / "docker-compose"
-PROJECT_FILES = ["compose.yaml", "compose.cpu.yaml", ".env", "gateway", "vllm", "monitoring", "images"]
+PROJECT_FILES = ["compose.yaml", "compose.cpu.yaml", ".env", "gateway", "vllm", "router", "monitoring", "images"]
 
 
 def copy_project(tmp_path: Path) -> Path:

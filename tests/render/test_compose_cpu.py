@@ -30,10 +30,10 @@ def started_services(project: Path, profiles: str) -> list[str]:
 
 
 def test_cpu_variant_runs_the_cpu_plan_in_place_of_the_gpu_services(project: Path) -> None:
-    assert started_services(project, "") == ["door", "gateway", "postgres", "prometheus", "redis", "vllm-cpu0",
-                                             "vllm-cpu1"]  # fmt: skip
+    assert started_services(project, "") == ["door", "gateway", "postgres", "prometheus", "redis", "router",
+                                             "vllm-cpu0", "vllm-cpu1"]  # fmt: skip
     assert started_services(project, "dashboards") == ["door", "gateway", "grafana", "postgres", "prometheus", "redis",
-                                                       "vllm-cpu0", "vllm-cpu1"]  # fmt: skip
+                                                       "router", "vllm-cpu0", "vllm-cpu1"]  # fmt: skip
 
 
 def test_cpu_variant_reserves_no_gpu(model: dict) -> None:
@@ -49,6 +49,15 @@ def test_gateway_waits_for_the_cpu_servers_and_routes_to_them(model: dict, proje
     text = Path(models_mount).read_text()
     assert "http://vllm-cpu0:8000/v1" in text and "http://vllm-cpu1:8000/v1" in text
     assert "model_name: smollm2-135m" in text
+
+
+def test_router_sends_to_the_cpu_servers_with_the_key_from_its_environment(model: dict) -> None:
+    router = model["services"]["router"]
+    assert sorted(router["depends_on"]) == ["vllm-cpu0", "vllm-cpu1"]
+    workers = router["command"][router["command"].index("--worker-urls") + 1 :][:2]
+    assert workers == ["http://vllm-cpu0:8000", "http://vllm-cpu1:8000"]
+    assert "--api-key" not in router["command"]  # the launcher adds it from VLLM_API_KEY: never on a command line
+    assert router["entrypoint"][-1] == "/opt/llmfleet/router/launch.py"
 
 
 def test_cpu_servers_mount_the_converted_model_read_only_from_the_cache(project: Path) -> None:

@@ -68,7 +68,12 @@ def test_vllm_targets_carry_server_model_group_and_gpus() -> None:
 
 def test_cpu_plan_scrapes_no_gpu_exporter() -> None:
     plan = cpu_plan()
-    assert sorted(jobs(render_prometheus.config(plan, compose.topology(plan), []))) == ["gateway", "prometheus", "vllm"]
+    assert sorted(jobs(render_prometheus.config(plan, compose.topology(plan), []))) == [
+        "gateway",
+        "prometheus",
+        "router",
+        "vllm",
+    ]
 
 
 @needs_promtool

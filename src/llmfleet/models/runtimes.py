@@ -47,6 +47,7 @@ class Runtime:
 VLLM_CPU = Runtime("vllm-cpu")
 VLLM_CUDA = Runtime("vllm-cuda")
 GATEWAY = Runtime("gateway")
+ROUTER = Runtime("router")
 
 
 def ensure(runtime: Runtime, root: Path) -> Path:

@@ -13,6 +13,9 @@ BACKEND_GUARD_ARGS = ("--middleware", "backend_guard.BackendGuard")
 CONTAINER_GUARD_DIR = "/opt/llmfleet/guard"  # where Compose and Kubernetes mount it
 # One request may hold at most this share of a server's batch (`n` choices each take a sequence slot).
 MAX_BATCH_SHARE = 4
+# Each server's name as the stack knows it (the plan's, or its pod's): the backend guard tells it in every completion's
+# `x-fleet-backend` header, so a client of either lane, and the drills, see which server answered.
+SERVER_NAME_ENV = "LLMFLEET_SERVER_NAME"
 BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB): only what skipped it meets this
 # Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
 NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}

@@ -22,6 +22,7 @@ class Topology:
     prometheus: str
     gpu_exporter: str | None  # None where no exporter runs (a CPU plan)
     gateway_key_file: str  # the file Prometheus reads the gateway's key from
+    router_metrics: str | None = None  # host:port of the router's (SMG's) metrics; None where none runs
     # How the stack names each backend (the gateway's model_info.id, Prometheus' `server`), in plan order:
     # on Kubernetes its pod; empty: the plan's server names (vllm-gpu0, ...).
     server_names: tuple[str, ...] = ()

@@ -17,13 +17,14 @@ from llmfleet.plan.serving import (
     BACKEND_GUARD,
     CONTAINER_GUARD_DIR,
     NO_USAGE_STATS,
+    SERVER_NAME_ENV,
     VLLM_CONTAINER_PORT,
     container_model_path,
     dir_in_container,
     guard_env,
     vllm_args,
 )
-from llmfleet.render import Topology, rendered
+from llmfleet.render import Topology, rendered, router
 from llmfleet.render.gateway import CONTAINER_PORT, compose_workers, container_command
 
 # Paths in an included Compose file are relative to its own folder (vllm/): the secrets sit one level up. A vLLM
@@ -72,6 +73,7 @@ def topology(plan: Plan) -> Topology:
         prometheus="localhost:9090",
         gpu_exporter="gpu-exporter:9835" if plan.device == "cuda" else None,
         gateway_key_file="/tmp/gateway.key",  # noqa: S108 - inside the Prometheus container, written at its start
+        router_metrics=f"router:{router.CONTAINER_METRICS_PORT}",
     )
 
 
@@ -82,7 +84,9 @@ def services(plan: Plan, catalog: Catalog) -> str:
         model = catalog.models[server.model]
         command = vllm_args(server, model, model_path=container_model_path(model), host="0.0.0.0",  # noqa: S104
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
-        services[name] = _gpu_service(server, command) if server.gpus else cpu_service(server, command, model)
+        services[name] = (
+            _gpu_service(name, server, command) if server.gpus else cpu_service(name, server, command, model)
+        )
         comments[name] = _explain(plan, i, catalog, command)
     # The gateway (gateway/compose.yaml, merged with this file) starts once every backend is healthy, with as many
     # workers as the plan's token rate needs.
@@ -90,17 +94,27 @@ def services(plan: Plan, catalog: Catalog) -> str:
         "command": container_command(compose_workers(plan)),
         "depends_on": {name: {"condition": "service_healthy"} for name, _ in plan.named_servers()},
     }
+    services["router"] = router_service(plan)
     return _with_comments(rendered({"services": services}), comments)
 
 
-def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
+def router_service(plan: Plan) -> dict[str, object]:
+    """The router's plan-dependent half (gateway/compose.yaml has the rest): its backends, and its wait on them."""
+    backends = [f"http://{name}:{VLLM_CONTAINER_PORT}" for name, _ in plan.named_servers()]
+    return {
+        "command": router.container_arguments(backends),
+        "depends_on": {name: {"condition": "service_healthy"} for name, _ in plan.named_servers()},
+    }
+
+
+def _gpu_service(name: str, server: Server, command: list[str]) -> dict[str, object]:
     service: dict[str, object] = {
         "image": "${VLLM_IMAGE:?set VLLM_IMAGE in .env to a pinned vLLM image tag}",
         "command": command,
         "restart": "unless-stopped",
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [SECRETS],  # VLLM_API_KEY: the backends answer the gateway only
-        "environment": HF_ENVIRONMENT | NO_USAGE_STATS | guard_environment(server),
+        "environment": HF_ENVIRONMENT | NO_USAGE_STATS | guard_environment(name, server),
         "volumes": [HF_VOLUME, guard_volume(GUARD_SOURCE)],
         "healthcheck": HEALTHCHECK,
         **NO_PRIVILEGES,
@@ -115,8 +129,8 @@ def _gpu_service(server: Server, command: list[str]) -> dict[str, object]:
     return service
 
 
-def guard_environment(server: Server) -> dict[str, str]:
-    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server)}
+def guard_environment(name: str, server: Server) -> dict[str, str]:
+    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server), SERVER_NAME_ENV: name}
 
 
 def guard_volume(source: str) -> str:
@@ -124,6 +138,7 @@ def guard_volume(source: str) -> str:
 
 
 def cpu_service(
+    name: str,
     server: Server,
     command: list[str],
     model: Model,
@@ -135,7 +150,7 @@ def cpu_service(
     environment = {
         "VLLM_CPU_KVCACHE_SPACE": "${VLLM_CPU_KVCACHE_SPACE:-1}",  # GiB of KV cache per server
         "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # let the host's scheduler spread the servers over the cores
-        **guard_environment(server),
+        **guard_environment(name, server),
     }
     local = model.synthetic or model.package is not None  # in the image, or mounted from the host: never download
     service: dict[str, object] = {

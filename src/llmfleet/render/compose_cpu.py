@@ -14,7 +14,7 @@ from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
 from llmfleet.plan.serving import BACKEND_GUARD, VLLM_CONTAINER_PORT, container_model_path, vllm_args
 from llmfleet.render import rendered
-from llmfleet.render.compose import cpu_service
+from llmfleet.render.compose import cpu_service, router_service
 from llmfleet.render.gateway import BORROWED_FILES, GATEWAY_FILES, compose_workers, container_command
 from llmfleet.yamltext import Tagged
 
@@ -32,6 +32,7 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
                             port=VLLM_CONTAINER_PORT)  # fmt: skip
         # This file is read beside compose.yaml, so the secrets file is named from the project's folder.
         services[name] = cpu_service(
+            name,
             server,
             command,
             model,
@@ -51,6 +52,9 @@ def override(cpu: Plan, gpu: Plan, catalog: Catalog) -> str:
             f"./{MODELS_FILE}:/etc/litellm/models.yaml:ro",
         ]),
     }  # fmt: skip
+    router = router_service(cpu)  # the CPU plan's backends, not the GPU plan's
+    services["router"] = {"command": Tagged("!override", router["command"]),
+                          "depends_on": Tagged("!override", router["depends_on"])}  # fmt: skip
     services["prometheus"] = {
         "volumes": Tagged("!override", [
             f"./{PROMETHEUS_FILE}:/etc/prometheus/prometheus.yml:ro",

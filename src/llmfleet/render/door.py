@@ -9,7 +9,10 @@ nginx is the only listener published on the host. Before a byte of a request bod
   route the gateway's guard does not check (embeddings, responses, pass-through) never reaches a backend;
 - answers every error it makes itself in the OpenAI error shape, as JSON, naming no backend.
 
-LiteLLM behind it keeps the keys, the model groups and the routing; its own errors pass through unchanged.
+Behind it, completions take one of two lanes, as the key check's answer says (`x-fleet-lane`, gateway/auth.py):
+LiteLLM, which keeps the keys, their limits and usage, the model groups and the admin routes; or the router (SMG,
+render/router.py), which streams straight from the backends, with the backends' key the check handed over. Their
+own errors pass through unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 
 from llmfleet.render import HEADER
 from llmfleet.render.gateway import CONTAINER_PORT as LITELLM_CONTAINER_PORT
+from llmfleet.render.gateway import DOOR_CHECK
+from llmfleet.render.router import CONTAINER_PORT as ROUTER_CONTAINER_PORT
 
 # How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.
 AUTH_CACHE_S = 10
@@ -44,6 +49,7 @@ ADMIN_ROUTES = ("/health", "/routes", "/metrics", "/metrics/")
 class Door:
     listen: str  # host:port nginx listens on
     litellm: str  # host:port of LiteLLM
+    router: str  # host:port of the router (SMG)
     state_dir: str  # pid file, temp files and the key cache
     max_body_mb: float
     user: str | None = None  # workers' user, where nginx starts as root (native runner run by root)
@@ -75,7 +81,7 @@ def errors(max_body_mb: float) -> dict[int, tuple[str, str]]:
         431: ("A request header is too large (at most 16 KiB each).", "invalid_request_error"),
         500: (f"The gateway could not check the API key: its control plane or key database is not answering. {retry}",
               "service_unavailable"),
-        502: (f"The gateway's control plane is not answering. {retry}", "service_unavailable"),
+        502: (f"A gateway service (its control plane or router) is not answering. {retry}", "service_unavailable"),
         503: (f"The gateway is overloaded or starting. {retry}", "service_unavailable"),
         504: ("The gateway's control plane did not answer in time. Retry; `llmfleet status` shows the services.",
               "service_unavailable"),
@@ -100,8 +106,9 @@ def nginx_conf(door: Door, header: str) -> str:
     error_pages = "\n".join(
         f"        error_page {status} ={code} /_error/{status};" for status, code in sorted(shown.items())
     )
-    data, models, admin, admin_exact = (
-        "|".join(r.lstrip("/") for r in routes) for routes in (DATA_ROUTES, MODEL_ROUTES, ADMIN_PREFIXES, ADMIN_ROUTES)
+    data_tails = "|".join(sorted({r.removeprefix("/v1/").lstrip("/") for r in DATA_ROUTES}))
+    models, admin, admin_exact = (
+        "|".join(r.lstrip("/") for r in routes) for routes in (MODEL_ROUTES, ADMIN_PREFIXES, ADMIN_ROUTES)
     )
     user = f"user {door.user};\n" if door.user else ""
     temp_paths = "\n".join(f"    {kind}_temp_path {state}/{folder};" for kind, folder in TEMP_FOLDERS.items())
@@ -137,6 +144,19 @@ http {{
         server {door.litellm} max_fails=0;
         keepalive 64;
     }}
+    upstream router {{
+        server {door.router} max_fails=0;
+        keepalive 256;
+    }}
+    # A completion's lane, from the key check's answer: the router gets the backends' key, never the client's.
+    map $fleet_lane $lane {{
+        router router;
+        default litellm;
+    }}
+    map $fleet_lane $lane_authorization {{
+        router $fleet_backend_auth;
+        default $http_authorization;
+    }}
 
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -147,18 +167,19 @@ http {{
     proxy_read_timeout 900s;      # LiteLLM's own timeouts (gateway/config.yaml: 600 s at most) end a request first
     proxy_send_timeout 60s;
     proxy_hide_header x-litellm-model-api-base;  # a backend's address
+    proxy_hide_header x-smg-routed-worker-id;    # the same, from the router
 
     server {{
         listen {door.listen};
 {error_pages}
 {pages}
 
-        # The key check: LiteLLM answers GET /v1/models only for a valid key. No body is sent with it.
+        # The key check (gateway/auth.py door_check): 200 and the key's lane for a valid key. No body is sent.
         location = /_auth {{
             internal;
             if ($http_authorization = "") {{ return 401; }}
             proxy_method GET;
-            proxy_pass http://litellm/v1/models;
+            proxy_pass http://litellm{DOOR_CHECK};
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Transfer-Encoding "";
@@ -170,10 +191,14 @@ http {{
             proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
         }}
 
-        location ~ ^/({data})$ {{
+        location ~ ^/(v1/)?({data_tails})$ {{
             auth_request /_auth;
+            auth_request_set $fleet_lane $upstream_http_x_fleet_lane;
+            auth_request_set $fleet_backend_auth $upstream_http_x_fleet_backend_auth;
             if ($request_method != POST) {{ return 405; }}
-            proxy_pass http://litellm;
+            rewrite ^/(v1/)?(.*)$ /v1/$2 break;  # the router serves /v1 only
+            proxy_set_header Authorization $lane_authorization;
+            proxy_pass http://$lane;
         }}
         location ~ ^/({models})(/[^/]+)?$ {{
             auth_request /_auth;
@@ -202,11 +227,12 @@ http {{
 
 
 def container_conf(max_body_mb: float) -> str:
-    """The door in a container (Compose, Kubernetes): LiteLLM is the service named gateway; nginx runs as a
+    """The door in a container (Compose, Kubernetes): LiteLLM is the service named gateway, SMG router; nginx runs as a
     non-root user on an unprivileged port, with its state on a tmpfs."""
     door = Door(
         listen=str(CONTAINER_PORT),
         litellm=f"gateway:{LITELLM_CONTAINER_PORT}",
+        router=f"router:{ROUTER_CONTAINER_PORT}",
         state_dir=CONTAINER_STATE_DIR,
         max_body_mb=max_body_mb,
     )

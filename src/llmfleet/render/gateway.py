@@ -35,6 +35,7 @@ WORKER_TOKENS_PER_S = 1500
 STREAM_TOKENS_PER_S = {"cuda": 30, "cpu": 25}
 
 CONTAINER_PORT = 4000  # LiteLLM's port inside its container, in Compose (gateway/compose.yaml) and Kubernetes
+DOOR_CHECK = "/fleet/door-check"  # the route gateway/auth.py adds to LiteLLM for the front door's key check
 
 # Hand-written files in gateway/ that LiteLLM loads from its config's folder (config.yaml names the others).
 # Every runner ships all of them beside the rendered models.yaml.

@@ -53,6 +53,8 @@ def config(plan: Plan, topology: Topology, rule_files: list[str]) -> str:
         },
         {"job_name": "prometheus", "static_configs": [{"targets": [topology.prometheus]}]},
     ]
+    if topology.router_metrics:  # SMG's own smg_* series: the router lane's requests, latency and retries
+        jobs.insert(2, {"job_name": "router", "static_configs": [{"targets": [topology.router_metrics]}]})
     if topology.gpu_exporter:
         gpu_job: dict[str, object] = {"job_name": "gpu", "static_configs": [{"targets": [topology.gpu_exporter]}]}
         if relabels := gpu_relabels(plan):

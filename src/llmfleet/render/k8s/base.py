@@ -9,10 +9,11 @@ from llmfleet.plan.serving import (
     BACKEND_GUARD,
     VLLM_CONTAINER_PORT,
 )
-from llmfleet.render import door, gateway
+from llmfleet.render import door, gateway, router
 from llmfleet.render.k8s.common import (
     BASE,
     COMPONENT_OF_GATEWAY,
+    COMPONENT_OF_ROUTER,
     COMPONENT_OF_VLLM,
     CONTAINER_SECURITY,
     DOOR,
@@ -35,6 +36,10 @@ from llmfleet.render.k8s.common import (
     PROMETHEUS_NAMESPACE,
     PROMETHEUS_POD_LABELS,
     RENDERER,
+    ROUTER,
+    ROUTER_LAUNCHER,
+    ROUTER_LAUNCHER_DIR,
+    ROUTER_WORKERS,
     SECRET,
     document,
     http_service,
@@ -101,6 +106,57 @@ def _door_objects(env: dict[str, str]) -> list[dict[str, object]]:
     return [deployment, http_service(DOOR, labels), pdb(DOOR, {NAME: DOOR}, labels, {"minAvailable": 1})]
 
 
+def _router_objects(env: dict[str, str]) -> list[dict[str, object]]:
+    """SMG, the door's fast lane, with the overlay's backends (ConfigMap router-workers) and the backends' key."""
+    labels = {NAME: ROUTER, **PART_OF}
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3}
+    container = {
+        "name": ROUTER,
+        "image": env["ROUTER_IMAGE"],
+        "command": ["python3", f"{ROUTER_LAUNCHER_DIR}/{router.LAUNCHER}"],
+        "args": router.container_arguments([]),  # the backends come from ROUTER_WORKER_URLS
+        "env": [
+            {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
+            {"name": "ROUTER_WORKER_URLS",
+             "valueFrom": {"configMapKeyRef": {"name": ROUTER_WORKERS, "key": "ROUTER_WORKER_URLS"}}},
+            {"name": "NO_COLOR", "value": "1"},
+        ],
+        "ports": [{"name": "http", "containerPort": router.CONTAINER_PORT},
+                  {"name": "metrics", "containerPort": router.CONTAINER_METRICS_PORT}],
+        "volumeMounts": [{"name": "launcher", "mountPath": ROUTER_LAUNCHER_DIR, "readOnly": True}],
+        "resources": {"requests": {"cpu": "200m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": CONTAINER_SECURITY | {"runAsUser": 65534, "runAsGroup": 65534},
+        **_probes(probe, startup_failures=12),
+    }  # fmt: skip
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security("ROUTER_IMAGE"),
+        "containers": [container],
+        "volumes": [{"name": "launcher", "configMap": {"name": ROUTER_LAUNCHER}}],
+    }
+    deployment: dict[str, object] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": ROUTER, "labels": labels},
+        "spec": {
+            "replicas": 1,  # its load readings and health state live in the process: one view of the backends
+            "selector": {"matchLabels": {NAME: ROUTER}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    service: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": ROUTER, "labels": labels},
+        "spec": {
+            "selector": {NAME: ROUTER},
+            "ports": [{"name": "http", "port": router.CONTAINER_PORT, "targetPort": "http"},
+                      {"name": "metrics", "port": router.CONTAINER_METRICS_PORT, "targetPort": "metrics"}],
+        },
+    }  # fmt: skip
+    return [deployment, service]
+
+
 def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
     labels = {NAME: GATEWAY, **PART_OF}
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
@@ -116,6 +172,7 @@ def _gateway_objects(env: dict[str, str]) -> list[dict[str, object]]:
         "env": [
             *key,
             {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+            {"name": "GATEWAY_DATA_PLANE", "value": env["GATEWAY_DATA_PLANE"]},  # the master key's lane (auth.py)
             # Users' keys (auth.py, keystore.py) in the postgres StatefulSet; the password is POSTGRES_PASSWORD above.
             {"name": "LLMFLEET_KEYS_DSN", "value": KEYS_DSN},
         ],
@@ -233,13 +290,20 @@ def _gateway_network_policy() -> dict[str, object]:
 
 
 def _network_policy() -> dict[str, object]:
-    """vLLM answers the gateway and Prometheus only."""
-    return _admit_only("vllm", "vllm", GATEWAY, VLLM_CONTAINER_PORT)
+    """vLLM answers the gateway, the router and Prometheus only."""
+    return _admit_only("vllm", "vllm", (GATEWAY, ROUTER), VLLM_CONTAINER_PORT)
 
 
-def _admit_only(name: str, app: str, client: str, port: int, monitored: bool = True) -> dict[str, object]:
-    """Pods labelled `app` accept traffic on `port` from this namespace's `client` pods and (`monitored`) Prometheus
-    only."""
+def _router_network_policy() -> dict[str, object]:
+    """The router answers its door and Prometheus only (its metrics port too)."""
+    return _admit_only(ROUTER, ROUTER, (DOOR,), router.CONTAINER_PORT, router.CONTAINER_METRICS_PORT)
+
+
+def _admit_only(name: str, app: str, clients: tuple[str, ...] | str, port: int, *more_ports: int,
+                monitored: bool = True) -> dict[str, object]:  # fmt: skip
+    """Pods labelled `app` accept traffic on `port` (and `more_ports`) from this namespace's `clients` pods and
+    (`monitored`) Prometheus only."""
+    clients = (clients,) if isinstance(clients, str) else clients
     prometheus = {
         # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled prometheus in any other
         # namespace is refused.
@@ -256,10 +320,10 @@ def _admit_only(name: str, app: str, client: str, port: int, monitored: bool = T
             "ingress": [
                 {
                     "from": [
-                        {"podSelector": {"matchLabels": {NAME: client}}},  # this namespace's own
+                        *({"podSelector": {"matchLabels": {NAME: client}}} for client in clients),  # this namespace's
                         *([prometheus] if monitored else []),
                     ],
-                    "ports": [{"protocol": "TCP", "port": port}],
+                    "ports": [{"protocol": "TCP", "port": p} for p in (port, *more_ports)],
                 }
             ],
         },
@@ -278,9 +342,19 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         ],
     )
     vllm_component = kustomize("Component", configMapGenerator=[{"name": GUARD_CONFIG, "files": [BACKEND_GUARD]}])
+    router_component = kustomize(
+        "Component", configMapGenerator=[{"name": ROUTER_LAUNCHER, "files": [router.LAUNCHER]}]
+    )
     kustomization = kustomize(
-        resources=["namespace.yaml", "door.yaml", "gateway.yaml", "postgres.yaml", "network-policy.yaml"],
-        components=[f"../../{COMPONENT_OF_GATEWAY}", f"../../{COMPONENT_OF_VLLM}"],
+        resources=[
+            "namespace.yaml",
+            "door.yaml",
+            "router.yaml",
+            "gateway.yaml",
+            "postgres.yaml",
+            "network-policy.yaml",
+        ],
+        components=[f"../../{COMPONENT_OF_GATEWAY}", f"../../{COMPONENT_OF_VLLM}", f"../../{COMPONENT_OF_ROUTER}"],
         configMapGenerator=[
             # Where vLLM downloads from. In China: an overlay's configMapGenerator with behavior: merge and
             # HF_ENDPOINT=https://hf-mirror.com (README: More than one host).
@@ -309,8 +383,13 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         f"reach: `kubectl -n {NAMESPACE} port-forward svc/{DOOR} 4000:4000`. It checks each key with LiteLLM (the",
         "gateway Service) before it reads a body, and passes on only the routes the stack serves.",
     )
+    router_notes = (
+        "The router: SMG (src/llmfleet/render/router.py), the door's lane straight to the backends for the master key",
+        "where GATEWAY_DATA_PLANE (.env, the gateway's env) is router. Each overlay names its backends (ConfigMap",
+        f"{ROUTER_WORKERS}); it asks them with VLLM_API_KEY from the Secret {SECRET}.",
+    )
     policy_notes = (
-        "vLLM pods accept traffic on their port from this namespace's gateway and from Prometheus pods",
+        "vLLM pods accept traffic on their port from this namespace's gateway and router and from Prometheus pods",
         f"({NAME}=prometheus) in namespace {PROMETHEUS_NAMESPACE} (kube-prometheus-stack's) only; patch the namespace",
         "if your Prometheus runs elsewhere. Gateway pods accept this namespace's door and the same Prometheus only.",
         f"The key database ({POSTGRES}) accepts this namespace's gateway only. Probes come from the kubelet.",
@@ -320,12 +399,16 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         BASE / "kustomization.yaml": document(RENDERER, [kustomization]),
         BASE / "namespace.yaml": document(RENDERER, [namespace]),
         BASE / "door.yaml": document(".env", _door_objects(env), door_notes),
+        BASE / "router.yaml": document(".env", _router_objects(env), router_notes),
         BASE / "gateway.yaml": document(".env", _gateway_objects(env), gateway_notes),
         BASE / "postgres.yaml": document(".env", _postgres_objects(env), postgres_notes),
         BASE / "network-policy.yaml": document(
-            RENDERER, [_network_policy(), _gateway_network_policy(), _postgres_network_policy()], policy_notes
+            RENDERER,
+            [_network_policy(), _gateway_network_policy(), _router_network_policy(), _postgres_network_policy()],
+            policy_notes,
         ),
     }
     files[COMPONENT_OF_GATEWAY / "kustomization.yaml"] = document(RENDERER, [gateway_component], component_notes)
     files[COMPONENT_OF_VLLM / "kustomization.yaml"] = document(RENDERER, [vllm_component], component_notes)
+    files[COMPONENT_OF_ROUTER / "kustomization.yaml"] = document(RENDERER, [router_component], component_notes)
     return files

@@ -19,6 +19,7 @@ BASE = KUBERNETES / "base"
 # Components beside the files they ship, so kustomize reads them where they are.
 COMPONENT_OF_GATEWAY = Path("gateway")
 COMPONENT_OF_VLLM = Path("vllm")
+COMPONENT_OF_ROUTER = Path("router")
 
 MONITORING = KUBERNETES / "components" / "monitoring"
 
@@ -64,6 +65,11 @@ DOOR = "door"
 DOOR_CONFIG = "door-config"
 
 DOOR_CONFIG_DIR = "/etc/llmfleet"
+
+ROUTER = "router"  # SMG's Deployment and Service (render/router.py)
+ROUTER_LAUNCHER = "router-launcher"  # router/launch.py
+ROUTER_WORKERS = "router-workers"  # each overlay's backends: ROUTER_WORKER_URLS, which the launcher passes on
+ROUTER_LAUNCHER_DIR = "/opt/llmfleet/router"  # as in gateway/compose.yaml
 
 GUARD_CONFIG = "vllm-guard"  # vllm/backend_guard.py, which every vLLM server loads (--middleware)
 
@@ -117,7 +123,7 @@ HF_CACHE_IN_POD = "/root/.cache/huggingface"  # the official vLLM image runs as 
 
 ENV_KEYS = ("VLLM_IMAGE", "VLLM_CPU_IMAGE", "LITELLM_IMAGE", "VLLM_SHM_SIZE", "VLLM_START_PERIOD", "HF_ENDPOINT",
             "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "NGINX_IMAGE", "GATEWAY_MAX_BODY_MB",
-            "POSTGRES_IMAGE")  # fmt: skip
+            "POSTGRES_IMAGE", "ROUTER_IMAGE", "GATEWAY_DATA_PLANE")  # fmt: skip
 
 # (source, target): the labels Compose's scrape config gives each vLLM server (render/prometheus.py
 # backend_labels), taken from its pod; `server` is the pod's name, which is also the gateway's id for it. There is

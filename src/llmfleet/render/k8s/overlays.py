@@ -13,9 +13,24 @@ from llmfleet.plan.serving import (
     vllm_args,
 )
 from llmfleet.render.compose import _explain
-from llmfleet.render.k8s.common import GATEWAY_CONFIG, NAME, NAMESPACE, OVERLAYS, RENDERER, document, kustomize
+from llmfleet.render.k8s.common import (
+    GATEWAY_CONFIG,
+    NAME,
+    NAMESPACE,
+    OVERLAYS,
+    RENDERER,
+    ROUTER_WORKERS,
+    document,
+    kustomize,
+)
 from llmfleet.render.k8s.converter import converter_config_map, converter_name, synthetic_config_map
-from llmfleet.render.k8s.workloads import AUTOSCALING_NOTES, models_yaml, scaled_object, workload_objects
+from llmfleet.render.k8s.workloads import (
+    AUTOSCALING_NOTES,
+    models_yaml,
+    router_workers,
+    scaled_object,
+    workload_objects,
+)
 
 
 def overlay_files(root: Path, plan_file: Path, catalog: Catalog, env: dict[str, str]) -> dict[Path, str]:
@@ -55,7 +70,10 @@ def overlay_files(root: Path, plan_file: Path, catalog: Catalog, env: dict[str, 
     core = kustomize(
         namespace=NAMESPACE,
         resources=core_resources,
-        configMapGenerator=[{"name": GATEWAY_CONFIG, "behavior": "merge", "files": ["models.yaml"]}],
+        configMapGenerator=[
+            {"name": GATEWAY_CONFIG, "behavior": "merge", "files": ["models.yaml"]},
+            {"name": ROUTER_WORKERS, "literals": [f"ROUTER_WORKER_URLS={router_workers(plan, workloads)}"]},
+        ],
     )
     core_notes = (
         "The plan's vLLM workloads and the gateway, without custom resources: `kubectl apply -k` this folder on a",

@@ -13,6 +13,7 @@ from llmfleet.plan.serving import (
     CONTAINER_GUARD_DIR,
     MODELS_IN_CONTAINER,
     NO_USAGE_STATS,
+    SERVER_NAME_ENV,
     VLLM_CONTAINER_PORT,
     guard_env,
 )
@@ -62,6 +63,14 @@ def topology(pool: cluster.Pool, workloads: list[Workload]) -> Topology:
     )
 
 
+def router_workers(plan: Cluster, workloads: list[Workload]) -> str:
+    """Every replica the router may send to, across the pools (the same list as the gateway's models.yaml)."""
+    backends: list[str] = []
+    for name, pool in plan.pools.items():
+        backends += topology(pool, [w for w in workloads if w.pool_name == name]).backends
+    return " ".join(f"http://{address}" for address in backends)
+
+
 def models_yaml(plan: Cluster, workloads: list[Workload], source: str) -> str:
     """The gateway's model list, made by the same function as Compose's: one entry per replica a workload may
     have (its planned count, which is KEDA's maximum)."""
@@ -81,6 +90,7 @@ def workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: l
     env_vars: list[dict[str, object]] = [
         {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
         {"name": "PYTHONPATH", "value": CONTAINER_GUARD_DIR},  # the backend guard, and its caps from the plan
+        {"name": SERVER_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},  # the gateway's id of it
     ]
     env_vars += [{"name": k, "value": v} for k, v in (NO_USAGE_STATS | guard_env(w.server)).items()]
     mounts: list[dict[str, object]] = [

@@ -59,6 +59,11 @@ def _gateway_context(root: Path, ctx: Path) -> dict[str, str]:
     return {}
 
 
+def _router_context(root: Path, ctx: Path) -> dict[str, str]:
+    shutil.copy(root / "requirements" / "router.txt", ctx)
+    return {}
+
+
 def _postgres_context(root: Path, ctx: Path) -> dict[str, str]:
     shutil.copy(root / "images" / "postgres" / "docker-entrypoint.sh", ctx)
     return {}
@@ -71,7 +76,10 @@ STANDINS = (
     StandIn("REDIS_IMAGE", "llmfleet/redis:7.0.15", "redis", lambda root, ctx: {}),
     StandIn("NGINX_IMAGE", "llmfleet/nginx:1.22.1", "nginx", lambda root, ctx: {}),
     StandIn("POSTGRES_IMAGE", "llmfleet/postgres:15", "postgres", _postgres_context),
+    # No official image: ROUTER_IMAGE names this one, which `up` builds where it is missing (ensure_built).
+    StandIn("ROUTER_IMAGE", "llmfleet/router:smg-1.13.0", "router", _router_context),
 )
+BUILT_HERE = ("ROUTER_IMAGE",)
 
 
 def image_label(tag: str, label: str) -> str | None:
@@ -87,8 +95,17 @@ def image_present(tag: str) -> bool:
     return image_label(tag, INPUTS_LABEL) is not None
 
 
-def build(root: Path) -> list[str]:
-    """Build the base and every stand-in whose inputs changed; return the tags built."""
+def ensure_built(root: Path, settings_env: dict[str, str]) -> None:
+    """Build the images that have no official one (BUILT_HERE) if this host lacks them: `up` needs nothing else."""
+    for standin in STANDINS:
+        wanted = standin.setting in BUILT_HERE and settings_env.get(standin.setting) == standin.tag
+        if wanted and not image_present(standin.tag):
+            build(root, only=standin.setting)
+
+
+def build(root: Path, only: str | None = None) -> list[str]:
+    """Build the base and every stand-in (or the one for the setting `only`) whose inputs changed; return the tags
+    built."""
     built = []
     if not image_present(BASE):
         with output.step(f"Building {BASE} with debootstrap"):
@@ -96,6 +113,8 @@ def build(root: Path) -> list[str]:
         built.append(BASE)
     base_id = _image_id(BASE)
     for standin in STANDINS:
+        if only and standin.setting != only:
+            continue
         with tempfile.TemporaryDirectory(prefix=f"llmfleet-{standin.folder}-") as tmp:
             ctx = Path(tmp)
             shutil.copy(root / "images" / standin.folder / "Dockerfile", ctx)

@@ -99,6 +99,8 @@ def up(plan_label: str, models: list[str], cpu: bool, settings: Settings, root: 
             "--runner docker",
         )
     merged = {**env_file, **os.environ}
+    with output.step("Checking the images built here (the router's)"):
+        images.ensure_built(root, merged)
     choices = {**image_choices(merged, cpu), **profile_choices(merged)}
     if cpu:  # compose.cpu.yaml mounts the converted model from this cache (render/compose.py: converted_volume)
         choices["LLMFLEET_CACHE_DIR"] = str(paths.cache_dir())

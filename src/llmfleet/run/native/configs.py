@@ -11,6 +11,7 @@ from llmfleet.plan.serving import BACKEND_GUARD
 from llmfleet.render import door as render_door
 from llmfleet.render import gateway as render_gateway
 from llmfleet.render import prometheus as render_prometheus
+from llmfleet.render import router as render_router
 from llmfleet.render import write_files
 from llmfleet.run.native import postgres
 from llmfleet.run.native.services import HOST, topology
@@ -25,6 +26,7 @@ def write_door_config(settings: Settings) -> None:
     door = render_door.Door(
         listen=f"{HOST}:{settings.GATEWAY_PORT}",
         litellm=f"{HOST}:{settings.LITELLM_PORT}",
+        router=f"{HOST}:{settings.ROUTER_PORT}",
         state_dir=str(folder),
         max_body_mb=settings.GATEWAY_MAX_BODY_MB,
         user=user,
@@ -63,6 +65,8 @@ def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str,
     for borrowed in render_gateway.BORROWED_FILES:
         files[run_dir / "gateway" / borrowed.name] = (root / borrowed).read_text(encoding="utf-8")
     files[run_dir / "vllm" / BACKEND_GUARD] = (root / "vllm" / BACKEND_GUARD).read_text(encoding="utf-8")
+    launcher = Path("router") / render_router.LAUNCHER
+    files[run_dir / launcher] = (root / launcher).read_text(encoding="utf-8")
     write_files(files)
     write_door_config(settings)
     write_redis_config(run_dir / "redis", settings.REDIS_PORT, secrets["REDIS_PASSWORD"])

@@ -72,9 +72,9 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
                 service.env,
             )
         )
-    # The gateway (and its door) last, as Compose's depends_on does: its health checks would put backends that are
+    # The gateway, its router and its door last, as Compose's depends_on does: health checks would put backends that are
     # still loading into a 30 s cooldown.
-    last = ("gateway", "door")
+    last = ("router", "gateway", "door")
     waves = [[s for s in state.services if s.name not in last], [s for s in state.services if s.name in last]]
     try:
         for wave in waves:
@@ -100,7 +100,7 @@ def up(plan: Plan, plan_label: str, catalog: Catalog, settings: Settings, root: 
 
 def prepare(plan: Plan, catalog: Catalog, settings: Settings, root: Path) -> None:
     """Install what the plan's processes run in (once per lock) and create the synthetic model if it is used."""
-    needed = [runtimes.GATEWAY]
+    needed = [runtimes.GATEWAY, runtimes.ROUTER]
     if not settings.VLLM_PYTHON:
         needed.append(runtimes.VLLM_CPU if plan.device == "cpu" else runtimes.VLLM_CUDA)
     missing = [r for r in needed if not r.is_installed(root)]

@@ -14,9 +14,10 @@ from llmfleet.models import hfcache, realmodel, runtimes
 from llmfleet.plan import synthetic
 from llmfleet.plan.catalog import Catalog
 from llmfleet.plan.schema import Plan
-from llmfleet.plan.serving import NO_USAGE_STATS, guard_env, model_path, vllm_args
+from llmfleet.plan.serving import NO_USAGE_STATS, SERVER_NAME_ENV, guard_env, model_path, vllm_args
 from llmfleet.render import Topology
 from llmfleet.render import gateway as render_gateway
+from llmfleet.render import router as render_router
 from llmfleet.run.native import postgres
 from llmfleet.settings import Settings
 
@@ -52,6 +53,7 @@ def topology(plan: Plan, settings: Settings, run_dir: Path) -> Topology:
         prometheus=f"{HOST}:{settings.PROMETHEUS_PORT}",
         gpu_exporter=f"{HOST}:{GPU_EXPORTER_PORT}" if plan.device == "cuda" else None,
         gateway_key_file=str(run_dir / "secrets" / "gateway.key"),
+        router_metrics=f"{HOST}:{settings.ROUTER_METRICS_PORT}",
     )
 
 
@@ -76,6 +78,7 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
         path = model_path(model, str(synthetic.model_dir()), converted)
         env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], **NO_USAGE_STATS}
         env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server)}  # the backend guard and its caps
+        env[SERVER_NAME_ENV] = name
         if plan.device == "cpu":
             env |= {
                 "VLLM_CPU_KVCACHE_SPACE": str(settings.VLLM_CPU_KVCACHE_SPACE),
@@ -139,12 +142,14 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
                 "VLLM_API_KEY": secrets["VLLM_API_KEY"],
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # it would fetch the cost map from GitHub at every start
                 "GATEWAY_MAX_BODY_MB": str(settings.GATEWAY_MAX_BODY_MB),  # read by gateway/guard.py
+                "GATEWAY_DATA_PLANE": settings.GATEWAY_DATA_PLANE,  # read by gateway/auth.py: the master key's lane
                 "LLMFLEET_KEYS_DSN": keys_dsn(settings, secrets),  # read by gateway/auth.py and usage.py
                 **shared_state,
             },
         )
     )
 
+    result.append(router_service(plan, settings, root, secrets))
     result.append(door_service(settings))
 
     prometheus_bin = shutil.which(settings.PROMETHEUS_BIN)
@@ -181,6 +186,18 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
             )
         )
     return result
+
+
+def router_service(plan: Plan, settings: Settings, root: Path, secrets: dict[str, str]) -> Service:
+    """SMG in front of every vLLM server (render/router.py): the door's fast lane."""
+    backends = [f"http://{HOST}:{vllm_port(settings, i)}" for i in range(len(plan.servers))]
+    argv = [
+        str(runtimes.ROUTER.python(root)),
+        str(settings.run_dir / "router" / render_router.LAUNCHER),
+        *render_router.arguments(backends, HOST, settings.ROUTER_PORT, HOST, settings.ROUTER_METRICS_PORT),
+    ]
+    env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], "NO_COLOR": "1"}  # NO_COLOR: a log without escape codes
+    return Service("router", argv, settings.ROUTER_PORT, "ROUTER_PORT", "/health", env)
 
 
 def door_service(settings: Settings) -> Service:

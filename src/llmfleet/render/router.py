@@ -1,0 +1,54 @@
+"""The router: SMG (smg 1.13.0, requirements/router.in), one per fleet, in front of every vLLM server.
+
+Chosen in issue 15's bake-off (benchmarks/gateway.md): it picks the less loaded of two backends from the engines'
+own /metrics (running and waiting requests, KV cache), polled every second, retries a request that failed before
+its first byte on another backend, takes a backend that stops answering its health check out and brings it back,
+and streams without passing tokens through Python. One process serves every model group: a request goes to the
+backends whose vLLM serves its `model`, and an unknown model is a 404 naming it.
+
+Each runner starts `router/launch.py` with these arguments, in the router's own environment (runtimes.ROUTER, or
+its image); the launcher adds the backends' key from VLLM_API_KEY, so no command line shows it. The front door
+sends it the completions of keys whose lane is `router` (render/door.py).
+"""
+
+from __future__ import annotations
+
+from llmfleet.plan.serving import BACKEND_MAX_BODY_MB
+
+CONTAINER_PORT = 4002  # its port inside its container (Compose service `router`, Kubernetes Service `router`)
+CONTAINER_METRICS_PORT = 4003
+LAUNCHER = "launch.py"  # router/launch.py: every runner ships it beside nothing else
+# How often the engines' load is read, and how fast a backend that stops answering /health is taken out: two
+# failed checks 2 s apart (the LiteLLM lane's health checks take 5-15 s).
+LOAD_POLL_S = 1
+HEALTH_INTERVAL_S = 2
+HEALTH_FAILURES = 2
+HEALTH_TIMEOUT_S = 2
+REQUEST_TIMEOUT_S = 600  # a whole completion, as the LiteLLM lane allows (gateway/config.yaml)
+
+
+def arguments(backends: list[str], host: str, port: int, metrics_host: str, metrics_port: int) -> list[str]:
+    """SMG's command-line arguments (after `launch`) for these backends (http://host:port each)."""
+    return [
+        "--host", host,
+        "--port", str(port),
+        "--worker-urls", *backends,
+        # power-of-two on "expected wait": of two backends drawn, the one whose queue clears first.
+        "--policy", "power_of_two",
+        "--power-of-two-load-metric", "expected_wait",
+        "--load-monitor-interval", str(LOAD_POLL_S),
+        "--health-check-interval-secs", str(HEALTH_INTERVAL_S),
+        "--health-failure-threshold", str(HEALTH_FAILURES),
+        "--health-check-timeout-secs", str(HEALTH_TIMEOUT_S),
+        "--request-timeout-secs", str(REQUEST_TIMEOUT_S),
+        # The door refuses bodies over GATEWAY_MAX_BODY_MB first; this is the backends' own bound.
+        "--max-payload-size", str(BACKEND_MAX_BODY_MB * 2**20),
+        "--prometheus-host", metrics_host,
+        "--prometheus-port", str(metrics_port),
+        "--log-level", "warn",
+    ]  # fmt: skip
+
+
+def container_arguments(backends: list[str]) -> list[str]:
+    """In a container (Compose, Kubernetes): every interface of its own network namespace, fixed ports."""
+    return arguments(backends, "0.0.0.0", CONTAINER_PORT, "0.0.0.0", CONTAINER_METRICS_PORT)  # noqa: S104

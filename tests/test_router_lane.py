@@ -1,0 +1,152 @@
+"""The door's router lane (GATEWAY_DATA_PLANE=router): the master key's completions go from nginx to SMG to vLLM,
+with no Python between the tokens and the client, and every guarantee of the door still holds. Its own native
+stack (cpu-tiny), since the lane is a setting of the gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from bad_input import BAD, HI, MODEL
+from conftest import STACK_PLAN, Stack, booted
+
+from llmfleet.run import procs
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with booted(tmp_path_factory.mktemp("router-lane"), STACK_PLAN, env={"GATEWAY_DATA_PLANE": "router"}) as stack:
+        yield stack
+
+
+def post(stack: Stack, body: bytes | dict, key: str | None = None, **extra: object) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    key = stack.key if key is None else key
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    return httpx.post(stack.gateway + "/v1/chat/completions", content=content, headers=headers, timeout=60, **extra)
+
+
+def test_the_master_keys_completions_take_the_router_streamed_and_not(lane: Stack) -> None:
+    whole = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 4})
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["usage"]["completion_tokens"] == 4
+    # The backend guard names the server; LiteLLM's header is absent (it never saw the request), and the router's
+    # own header, a backend's address, is hidden by the door.
+    assert whole.headers["x-fleet-backend"] in ("vllm-cpu0", "vllm-cpu1")
+    assert "x-litellm-model-id" not in whole.headers and "x-smg-routed-worker-id" not in whole.headers
+    body = {"model": MODEL, "messages": HI, "max_tokens": 8, "stream": True, "ignore_eos": True}
+    headers = {"Authorization": f"Bearer {lane.key}"}
+    with httpx.stream("POST", lane.gateway + "/chat/completions", json=body, headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert text, events
+
+
+def test_the_router_spreads_sequential_requests_over_both_backends(lane: Stack) -> None:
+    served = [post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}).headers["x-fleet-backend"]
+              for _ in range(20)]  # fmt: skip
+    assert set(served) == {"vllm-cpu0", "vllm-cpu1"}, served
+    assert min(served.count("vllm-cpu0"), served.count("vllm-cpu1")) >= 3, served  # none starved
+
+
+def test_without_a_valid_key_the_door_answers_401_before_the_router(lane: Stack) -> None:
+    for key in ("", "sk-wrong"):
+        response = post(lane, {"model": MODEL, "messages": HI}, key=key)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_the_router_itself_answers_only_with_the_backends_key(lane: Stack) -> None:
+    router = f"http://127.0.0.1:{lane.cli.port('ROUTER_PORT')}/v1/chat/completions"
+    body = {"model": MODEL, "messages": HI, "max_tokens": 1}
+    assert httpx.post(router, json=body, timeout=30).status_code == 401
+    wrong = {"Authorization": f"Bearer {lane.key}"}  # the master key is the door's, never the router's
+    assert httpx.post(router, json=body, headers=wrong, timeout=30).status_code == 401
+    argv = " ".join(" ".join(s["argv"]) for s in lane.services() if s["name"] == "router")
+    assert lane.cli.secrets["VLLM_API_KEY"] not in argv  # the launcher reads it from the environment
+
+
+ROUTED = [case for case in BAD if case[4] != "gateway"]
+# SMG reads a completion's body into typed fields before it routes it: a body that does not fit them gets SMG's own
+# 400, which names the field in other words than the gateway's. The rest reach the backend guard or vLLM, and get
+# the same words as through LiteLLM. (case -> words SMG's message has)
+ROUTER_ANSWERS = {
+    "malformed JSON": ["JSON syntax error", "messages[0]"],
+    "invalid UTF-8": ["messages[0].content", "invalid unicode"],
+    "messages of the wrong type": ["messages", "expected a sequence"],
+    "empty messages": ["messages", "empty array"],
+    "a message without a role": ["messages[0]", "missing field `role`"],
+    "max_tokens of the wrong type": ["max_tokens", "invalid type"],
+    "temperature of the wrong type": ["temperature", "invalid type"],
+    "max_tokens negative": ["max_tokens", "invalid value"],
+}
+
+
+@pytest.mark.parametrize(("what", "body", "status", "words", "who"), ROUTED, ids=[b[0] for b in ROUTED])
+def test_bad_input_through_the_router_gets_the_same_4xx_naming_the_field(
+    lane: Stack, what: str, body: bytes | dict, status: int, words: list[str], who: str
+) -> None:
+    response = post(lane, body)
+    assert response.status_code == status, f"{what}: {response.text}"
+    message = response.json()["error"]["message"]
+    for word in ROUTER_ANSWERS.get(what, words):
+        assert word in message, f"{what} ({who}): {message!r} lacks {word!r}"
+    assert "127.0.0.1" not in message and "Traceback" not in message
+
+
+def test_an_unknown_model_through_the_router_is_a_404_naming_it(lane: Stack) -> None:
+    response = post(lane, {"model": "gpt-9", "messages": HI})
+    assert response.status_code == 404, response.text
+    assert "gpt-9" in response.json()["error"]["message"]
+
+
+def test_a_users_key_keeps_the_litellm_lane_which_limits_and_meters_it(lane: Stack) -> None:
+    made = lane.cli("keys", "create", "laptop", "--json", timeout=60)
+    assert made.returncode == 0, made.stderr
+    response = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 2}, key=json.loads(made.stdout)["key"])
+    assert response.status_code == 200, response.text
+    assert "x-litellm-model-id" in response.headers  # LiteLLM answered: its limiter and usage count saw it
+
+
+def test_the_router_is_scraped_by_prometheus(lane: Stack) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        result = httpx.get(lane.prometheus + "/api/v1/query", params={"query": 'up{job="router"}'}, timeout=10)
+        values = [r["value"][1] for r in result.json()["data"]["result"]]
+        if values == ["1"]:
+            return
+        assert time.monotonic() < deadline, values
+        time.sleep(2)
+
+
+def test_a_killed_backend_costs_no_request_through_the_router(lane: Stack) -> None:
+    """Killed between requests: the router retries a request whose connection fails on the other backend, and
+    takes the dead one out after two failed health checks."""
+    victim = next(s for s in lane.services() if s["name"] == "vllm-cpu1")
+    for pid in procs.group_members(victim["pid"], victim["started"]):
+        os.kill(pid, signal.SIGKILL)
+    try:
+        answers = [post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}) for _ in range(12)]
+        assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers if a.status_code != 200]
+        assert {a.headers["x-fleet-backend"] for a in answers} == {"vllm-cpu0"}
+    finally:
+        lane.restore("vllm-cpu1")
+    # Back in rotation once healthy.
+    deadline = time.monotonic() + 30
+    while post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}).headers.get("x-fleet-backend") != "vllm-cpu1":
+        assert time.monotonic() < deadline, "vllm-cpu1 got no request within 30 s of its restart"
+
+
+def test_the_lane_is_documented_where_users_set_it() -> None:
+    env = (Path(__file__).resolve().parents[1] / ".env").read_text()
+    assert "GATEWAY_DATA_PLANE=litellm" in env  # the default until the router saves what a frozen backend holds
