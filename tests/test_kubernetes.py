@@ -182,9 +182,10 @@ def test_selectors_match_the_labels_of_the_pods_they_mean(name: str, built) -> N
     assert not any(matches(policies["gateway"]["spec"]["podSelector"], t["metadata"]["labels"]) for t in vllm)
     for monitor in of(objects, "PodMonitor"):
         assert all(matches(monitor["spec"]["selector"], t["metadata"]["labels"]) for t in vllm)
-    for monitor in of(objects, "ServiceMonitor"):
+    for monitor in of(objects, "ServiceMonitor"):  # the gateway's and the router's, each its own Service only
         services = [s for s in of(objects, "Service") if matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
-        assert [s["metadata"]["name"] for s in services] == ["gateway"]
+        assert [s["metadata"]["name"] for s in services] == [monitor["metadata"]["name"]]
+        assert monitor["metadata"]["name"] in ("gateway", "router")
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -443,8 +444,9 @@ def test_no_key_is_shipped_the_gateway_and_vllm_read_the_users_secret(name: str,
                 assert "value" not in env
                 keys[env["name"]] = env["valueFrom"]["secretKeyRef"]
     assert keys == {k: {"name": k8s_common.SECRET, "key": k} for k in ("LITELLM_MASTER_KEY", "VLLM_API_KEY")}
-    (monitor,) = of(objects, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == k8s_common.SECRET
+    monitors = {m["metadata"]["name"]: m for m in of(objects, "ServiceMonitor")}
+    assert monitors["gateway"]["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == k8s_common.SECRET
+    assert "authorization" not in monitors["router"]["spec"]["endpoints"][0]  # its metrics port needs no key
 
 
 def test_the_gateway_carries_the_hand_written_files_compose_mounts_verbatim(built) -> None:

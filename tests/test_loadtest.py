@@ -93,6 +93,12 @@ def signal_backends(stack: Stack, sig: signal.Signals) -> None:
                 os.kill(pid, sig)
 
 
+def answered(stack: Stack) -> int:
+    """Requests the door has finished so far: its access log's completion lines."""
+    log = stack.cli.run_dir / "logs" / "door.log"
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if '"POST /v1/chat/completions"' in line)
+
+
 def freeze_backends_mid_stream(stack: Stack, since: int, timeout: float = 120) -> None:
     """Leave both backends frozen (SIGSTOP) in the middle of an answer whose headers and first chunks the client
     already has. Counted in the door's write() calls since the load test started (`since`; from /proc, which
@@ -101,21 +107,25 @@ def freeze_backends_mid_stream(stack: Stack, since: int, timeout: float = 120) -
     reads the first chunk. The servers are frozen as soon as a completion has started (8), so a 2,000-token answer
     cannot finish meanwhile: the gateway relays seconds behind a server on a 2-core host, and a server killed
     after its last token cuts nothing. If the relay then reaches 25 the client holds part of an answer that can
-    never end normally; if it does not within 10 s (frozen before the server wrote anything, so the gateway gives
-    up on that request), they thaw and the next answer is tried."""
+    never end normally. Frozen before the server wrote anything, the gateway gives up on that request (its
+    first-token timeout) and the client sends the next, whose writes would count too: so an attempt counts only
+    while no completion has ended at the door since the freeze; otherwise, or after 10 s, they thaw and the next
+    answer is tried."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.02)
         if writes(door(stack)) - since < 8:
             continue
         signal_backends(stack, signal.SIGSTOP)
+        ended = answered(stack)
         settle = time.monotonic() + 10
-        while time.monotonic() < settle:
+        while time.monotonic() < settle and answered(stack) == ended:
             time.sleep(0.1)
-            if writes(door(stack)) - since >= 25:
+            if writes(door(stack)) - since >= 25 and answered(stack) == ended:
                 return
         signal_backends(stack, signal.SIGCONT)
-        since = writes(door(stack))  # the next answer's start
+        time.sleep(1)  # the answer that was frozen ends, or goes on: the next attempt starts after it
+        since = writes(door(stack))
     raise AssertionError("no answer was seen streaming to the client")
 
 
@@ -125,7 +135,7 @@ def test_an_error_event_mid_stream_counts_as_a_failure(stack: Stack, tmp_path: P
     since = writes(door(stack))
     run = subprocess.Popen(
         [sys.executable, "-m", "llmfleet", "loadtest", "--out", str(tmp_path), "--users", "1", "--spawn-rate", "10",
-         "--duration", "20s", "--max-tokens", "2000", *LENIENT],
+         "--duration", "45s", "--max-tokens", "2000", *LENIENT],  # time for a few attempts
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

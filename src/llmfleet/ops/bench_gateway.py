@@ -59,8 +59,9 @@ def measure(
             "gateway",
             [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
             keys["LITELLM_MASTER_KEY"],
-            # The way in is the door and LiteLLM behind it: both processes' CPU is the gateway's.
-            [p for p in (gateway_pid(runner), _door_pid(state)) if p],
+            # The way in is the door and what is behind it, LiteLLM and the router (SMG): whichever lane the master
+            # key takes (GATEWAY_DATA_PLANE), every one of their processes' CPU is the gateway's.
+            [p for p in (gateway_pid(runner), _service_pid(state, "door"), _service_pid(state, "router")) if p],
         ),
     ]
     key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
@@ -81,6 +82,7 @@ def measure(
         "plan": state.plan,
         "backends": str(len(backends)),
         "gateway workers": _gateway_workers(state),
+        "gateway lane (the master key's)": _lane(state),
         "workers' shared state": "Redis" if any(s.name == "redis" for s in state.services) else "none (in memory)",
         "seconds per run": f"{seconds:g}",
         "litellm": _pinned("gateway", "litellm"),
@@ -119,8 +121,14 @@ def _parse_alternatives(alternatives: list[str], charges: list[str]) -> list[tup
     return [(name, url, ports) for name, (url, ports) in parsed.items()]
 
 
-def _door_pid(state: State) -> int | None:
-    return next((s.pid for s in state.running() if s.name == "door"), None)
+def _service_pid(state: State, name: str) -> int | None:
+    return next((s.pid for s in state.running() if s.name == name), None)
+
+
+def _lane(state: State) -> str:
+    """The lane the running gateway was started with (its environment): litellm or router (SMG)."""
+    env = next((s.env for s in state.services if s.name == "gateway"), {}) or {}
+    return env.get("GATEWAY_DATA_PLANE", "litellm")
 
 
 def _gateway_workers(state: State) -> str:

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 
 from llmfleet.errors import FleetError
-from llmfleet.ops.loadtest.stream import Answer, StreamTimer, ask_streamed
+from llmfleet.ops.loadtest.stream import Answer, StreamTimer, ask_streamed, backend_of
 from llmfleet.run.runner import Runner
 from llmfleet.run.state import ServiceStatus
 from llmfleet.settings import Settings
@@ -43,7 +43,7 @@ CUT_ATTEMPTS = 3
 class Outcome:
     start: float
     end: float
-    backend: str | None  # the server that answered (x-litellm-model-id)
+    backend: str | None  # the server that answered (stream.backend_of)
     first_token: float | None
     error: str | None
 
@@ -203,7 +203,7 @@ class Drill:
             while unseen and time.monotonic() < deadline:
                 response = client.post(f"{self.gateway}/v1/chat/completions", json=body, headers=headers)
                 if response.status_code == 200:
-                    unseen.discard(response.headers.get("x-litellm-model-id", ""))
+                    unseen.discard(backend_of(response.headers) or "")
                 else:
                     time.sleep(0.5)
         if unseen:
@@ -297,11 +297,11 @@ class Drill:
             httpx.Client(timeout=120) as client,
             client.stream("POST", f"{self.gateway}/v1/chat/completions", json=body, headers=headers) as response,
         ):
-            victim = response.headers.get("x-litellm-model-id", "")
+            victim = backend_of(response.headers) or ""
             if response.status_code != 200:
                 problem = f"HTTP {response.status_code} before any token"
             elif victim not in self.backends.names:
-                problem = f"the gateway named no backend of the fleet ({victim or 'no x-litellm-model-id'})"
+                problem = f"the gateway named no backend of the fleet ({victim or 'no header naming one'})"
             else:
                 problem = None
             if problem:

@@ -183,6 +183,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Transfer-Encoding "";
+            proxy_set_header Connection "";           # keep-alive: headers set here replace the http block's
             proxy_buffering on;                       # a cached answer needs a buffered one
             proxy_cache keys;
             proxy_cache_key $http_authorization;      # one answer per key
@@ -197,6 +198,9 @@ http {{
             auth_request_set $fleet_backend_auth $upstream_http_x_fleet_backend_auth;
             if ($request_method != POST) {{ return 405; }}
             rewrite ^/(v1/)?(.*)$ /v1/$2 break;  # the router serves /v1 only
+            # A proxy_set_header here drops the http block's: say them again (keep-alive to the upstream, Host).
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
             proxy_set_header Authorization $lane_authorization;
             proxy_pass http://$lane;
         }}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +98,14 @@ class StreamTimer:
 @dataclass
 class Streamed:
     started: float  # on the clock the request was timed with
-    backend: str | None  # the gateway's x-litellm-model-id; None when the connection broke
+    backend: str | None  # the server that answered (backend_of); None when the connection broke
     answer: Answer
+
+
+def backend_of(headers: Mapping[str, str]) -> str | None:
+    """The server that answered: the backend guard's header on the router lane, LiteLLM's id of it on its own lane
+    (both the plan's server name, or the pod's on Kubernetes)."""
+    return headers.get("x-fleet-backend") or headers.get("x-litellm-model-id")
 
 
 async def ask_streamed(
@@ -112,7 +118,7 @@ async def ask_streamed(
     backend = None
     try:
         async with client.stream("POST", url, json=body, headers=headers) as response:
-            backend = response.headers.get("x-litellm-model-id")
+            backend = backend_of(response.headers)
             if response.status_code != 200:
                 text = (await response.aread()).decode(errors="replace")
                 timer.error = f"HTTP {response.status_code}: {text[:200]}"

@@ -119,7 +119,6 @@ def _router_objects(env: dict[str, str]) -> list[dict[str, object]]:
             {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "VLLM_API_KEY"}}},
             {"name": "ROUTER_WORKER_URLS",
              "valueFrom": {"configMapKeyRef": {"name": ROUTER_WORKERS, "key": "ROUTER_WORKER_URLS"}}},
-            {"name": "NO_COLOR", "value": "1"},
         ],
         "ports": [{"name": "http", "containerPort": router.CONTAINER_PORT},
                   {"name": "metrics", "containerPort": router.CONTAINER_METRICS_PORT}],

@@ -22,6 +22,7 @@ from llmfleet.render.k8s.common import (
     READY_ONLY,
     RELEASE_LABEL,
     RENDERER,
+    ROUTER,
     RULES_DIR,
     SECRET,
     VLLM_TARGET_LABELS,
@@ -64,7 +65,17 @@ def _monitors() -> list[dict[str, object]]:
             ],
         },
     }
-    return [pod_monitor, service_monitor]
+    router_monitor: dict[str, object] = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": ROUTER, "labels": {**PART_OF, **RELEASE_LABEL}},
+        "spec": {
+            "jobLabel": NAME,  # job="router": its smg_* series, and GatewayRouterDown
+            "selector": {"matchLabels": {NAME: ROUTER}},
+            "endpoints": [{"port": "metrics", "interval": SCRAPE_INTERVAL}],
+        },
+    }
+    return [pod_monitor, service_monitor, router_monitor]
 
 
 def rule_name(path: Path) -> str:

@@ -196,7 +196,7 @@ def router_service(plan: Plan, settings: Settings, root: Path, secrets: dict[str
         str(settings.run_dir / "router" / render_router.LAUNCHER),
         *render_router.arguments(backends, HOST, settings.ROUTER_PORT, HOST, settings.ROUTER_METRICS_PORT),
     ]
-    env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], "NO_COLOR": "1"}  # NO_COLOR: a log without escape codes
+    env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"]}
     return Service("router", argv, settings.ROUTER_PORT, "ROUTER_PORT", "/health", env)
 
 
