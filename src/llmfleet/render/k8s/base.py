@@ -280,12 +280,12 @@ def _postgres_objects(env: dict[str, str]) -> list[dict[str, object]]:
 
 def _postgres_network_policy() -> dict[str, object]:
     """The key database answers the gateway only: not Prometheus, nor any other pod."""
-    return _admit_only(POSTGRES, POSTGRES, GATEWAY, 5432, monitored=False)
+    return _admit_only(POSTGRES, POSTGRES, (GATEWAY,), 5432, monitored=False)
 
 
 def _gateway_network_policy() -> dict[str, object]:
     """LiteLLM answers its door and Prometheus only: a client never reaches it around the door's checks."""
-    return _admit_only(GATEWAY, GATEWAY, DOOR, gateway.CONTAINER_PORT)
+    return _admit_only(GATEWAY, GATEWAY, (DOOR,), gateway.CONTAINER_PORT)
 
 
 def _network_policy() -> dict[str, object]:
@@ -298,11 +298,10 @@ def _router_network_policy() -> dict[str, object]:
     return _admit_only(ROUTER, ROUTER, (DOOR,), router.CONTAINER_PORT, router.CONTAINER_METRICS_PORT)
 
 
-def _admit_only(name: str, app: str, clients: tuple[str, ...] | str, port: int, *more_ports: int,
+def _admit_only(name: str, app: str, clients: tuple[str, ...], port: int, *more_ports: int,
                 monitored: bool = True) -> dict[str, object]:  # fmt: skip
     """Pods labelled `app` accept traffic on `port` (and `more_ports`) from this namespace's `clients` pods and
     (`monitored`) Prometheus only."""
-    clients = (clients,) if isinstance(clients, str) else clients
     prometheus = {
         # One peer, both selectors: Prometheus pods of that namespace only. A pod labelled prometheus in any other
         # namespace is refused.
