@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -12,14 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
+import httpx
 import pytest
-from conftest import ROOT, Stack
+from conftest import ROOT, Stack, summed
 
 from llmfleet.run import procs
 
 pytestmark = pytest.mark.stack
 
+FIRST_TOKENS = 16  # a few chunks of a 2,000-token answer: the server is well into it, and far from its end
+RELAY_SECONDS = 8  # the gateway relays what the server sent before the freeze
 LENIENT = ["--slo-ttft-p95", "60", "--slo-itl-p95", "10", "--slo-error-rate", "0.5"]  # a slow CI box still passes
 
 
@@ -71,19 +72,7 @@ def test_bad_options_get_a_clear_error(stack: Stack, tmp_path: Path) -> None:
         assert result.returncode == 1 and f"where: {where}" in result.stderr and "Traceback" not in result.stderr
 
 
-def writes(service: dict) -> int:
-    """How many write() calls a service's processes have made so far, sockets included; from /proc, which answers
-    however busy they are."""
-    total = 0
-    for pid in procs.group_members(service["pid"], service["started"]):
-        with contextlib.suppress(psutil.Error):
-            total += psutil.Process(pid).io_counters().write_count
-    return total
-
-
-def door(stack: Stack) -> dict:
-    (found,) = [s for s in stack.services() if s["name"] == "door"]
-    return found
+BACKENDS = ("vllm-cpu0", "vllm-cpu1")
 
 
 def signal_backends(stack: Stack, sig: signal.Signals) -> None:
@@ -93,58 +82,50 @@ def signal_backends(stack: Stack, sig: signal.Signals) -> None:
                 os.kill(pid, sig)
 
 
-def answered(stack: Stack) -> int:
-    """Requests the door has finished so far: its access log's completion lines."""
-    log = stack.cli.run_dir / "logs" / "door.log"
-    return sum(1 for line in log.read_text(errors="replace").splitlines() if '"POST /v1/chat/completions"' in line)
+def generation(stack: Stack) -> tuple[float, float]:
+    """Tokens the backends have made so far, and the requests they are making now: from their own /metrics."""
+    made = running = 0.0
+    for name in BACKENDS:
+        text = httpx.get(stack.backend(name) + "/metrics", timeout=10).text
+        made += summed(text, "vllm:generation_tokens_total")
+        running += summed(text, "vllm:num_requests_running")
+    return made, running
 
 
-def freeze_backends_mid_stream(stack: Stack, since: int, timeout: float = 120) -> None:
-    """Leave both backends frozen (SIGSTOP) in the middle of an answer whose headers and first chunks the client
-    already has. Counted in the door's write() calls since the load test started (`since`; from /proc, which
-    answers however busy the processes are): its opening GET /v1/models takes 4 to 6 (the key check, the request,
-    the answer, the access log), a completion's start 2 or 3, then each relayed chunk one, 13 by the time a client
-    reads the first chunk. The servers are frozen as soon as a completion has started (8), so a 2,000-token answer
-    cannot finish meanwhile: the gateway relays seconds behind a server on a 2-core host, and a server killed
-    after its last token cuts nothing. If the relay then reaches 25 the client holds part of an answer that can
-    never end normally. Frozen before the server wrote anything, the gateway gives up on that request (its
-    first-token timeout) and the client sends the next, whose writes would count too: so an attempt counts only
-    while no completion has ended at the door since the freeze; otherwise, or after 10 s, they thaw and the next
-    answer is tried."""
+def freeze_backends_mid_stream(stack: Stack, timeout: float = 120) -> None:
+    """Leave both backends frozen (SIGSTOP) in the middle of an answer the client has started to read.
+
+    Timed on the servers' own counters, not on the gateway's output, which other clients share (Prometheus, the
+    router's polls): the servers are frozen once one of them has made some tokens of an answer it is still making
+    (so it has sent a first chunk and cannot finish meanwhile), then the gateway is given time to relay what it
+    already has; the gateway relays seconds behind a server on a 2-core host."""
     deadline = time.monotonic() + timeout
+    made, _ = generation(stack)
     while time.monotonic() < deadline:
-        time.sleep(0.02)
-        if writes(door(stack)) - since < 8:
-            continue
-        signal_backends(stack, signal.SIGSTOP)
-        ended = answered(stack)
-        settle = time.monotonic() + 10
-        while time.monotonic() < settle and answered(stack) == ended:
-            time.sleep(0.1)
-            if writes(door(stack)) - since >= 25 and answered(stack) == ended:
-                return
-        signal_backends(stack, signal.SIGCONT)
-        time.sleep(1)  # the answer that was frozen ends, or goes on: the next attempt starts after it
-        since = writes(door(stack))
-    raise AssertionError("no answer was seen streaming to the client")
+        time.sleep(0.05)
+        now, running = generation(stack)
+        if running >= 1 and now - made >= FIRST_TOKENS:
+            signal_backends(stack, signal.SIGSTOP)
+            time.sleep(RELAY_SECONDS)
+            return
+    raise AssertionError("no answer was seen streaming from a backend")
 
 
 def test_an_error_event_mid_stream_counts_as_a_failure(stack: Stack, tmp_path: Path) -> None:
     """It kills both backends while answers are streaming, then brings them back for the tests after it."""
     env = {**stack.cli.env, "LITELLM_MASTER_KEY": stack.key}
-    since = writes(door(stack))
     run = subprocess.Popen(
         [sys.executable, "-m", "llmfleet", "loadtest", "--out", str(tmp_path), "--users", "1", "--spawn-rate", "10",
-         "--duration", "45s", "--max-tokens", "2000", *LENIENT],  # time for a few attempts
+         "--duration", "30s", "--max-tokens", "2000", *LENIENT],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        freeze_backends_mid_stream(stack, since)
+        freeze_backends_mid_stream(stack)
         signal_backends(stack, signal.SIGKILL)  # a frozen process dies at SIGKILL too
         run.communicate(timeout=300)
     finally:
         run.kill()
-        stack.restore("vllm-cpu0", "vllm-cpu1")
+        stack.restore(*BACKENDS)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["failures"] >= 1
     assert "error event in the stream" in summary["failures_by_reason"], summary["failures_by_reason"]
