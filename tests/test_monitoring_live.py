@@ -37,15 +37,23 @@ WIRING_ALERTS = {"VllmBackendDown", "VllmMetricMissing", "GatewayDown", "Prometh
 def traffic(stack: Stack) -> Stack:
     # Two bursts a scrape apart: LiteLLM creates a series at its first request, and rate() needs a sample of it
     # from before an increase. Then two scrape and evaluation intervals for the rules to record.
-    send_traffic(stack.gateway, stack.key)
-    time.sleep(SCRAPE_S + 2)
-    send_traffic(stack.gateway, stack.key)
-    time.sleep(2 * SCRAPE_S + 2)
+    for _ in range(2):
+        send_both_lanes(stack)
+        time.sleep(SCRAPE_S + 2)
+    time.sleep(SCRAPE_S)
     return stack
 
 
+def send_both_lanes(stack: Stack) -> None:
+    """Through the door (the master key's lane is LiteLLM on this stack), and to the router itself with the
+    backends' key, as the door's router lane sends it (GATEWAY_DATA_PLANE=router): the router's panels need its
+    own traffic."""
+    send_traffic(stack.gateway, stack.key)
+    send_traffic(f"http://127.0.0.1:{stack.cli.port('ROUTER_PORT')}", stack.cli.secrets["VLLM_API_KEY"])
+
+
 def refresher(stack: Stack) -> Callable[[], None]:
-    return lambda: send_traffic(stack.gateway, stack.key)
+    return lambda: send_both_lanes(stack)
 
 
 def test_prometheus_loaded_every_rule_of_the_repo_and_evaluates_each_without_error(traffic: Stack) -> None:

@@ -118,14 +118,17 @@ def test_a_users_key_keeps_the_litellm_lane_which_limits_and_meters_it(lane: Sta
     assert "x-litellm-model-id" in response.headers  # LiteLLM answered: its limiter and usage count saw it
 
 
-def test_the_router_is_scraped_by_prometheus(lane: Stack) -> None:
+def test_the_router_is_scraped_by_prometheus_with_each_backend_named_as_the_plan_names_it(lane: Stack) -> None:
+    """SMG labels a backend with its URL; the scrape gives it the `server` name the engines' series carry."""
     deadline = time.monotonic() + 60
     while True:
         result = httpx.get(lane.prometheus + "/api/v1/query", params={"query": 'up{job="router"}'}, timeout=10)
         values = [r["value"][1] for r in result.json()["data"]["result"]]
-        if values == ["1"]:
+        result = httpx.get(lane.prometheus + "/api/v1/query", params={"query": "smg_worker_health"}, timeout=10)
+        servers = sorted(r["metric"].get("server", "") for r in result.json()["data"]["result"])
+        if values == ["1"] and servers == ["vllm-cpu0", "vllm-cpu1"]:
             return
-        assert time.monotonic() < deadline, values
+        assert time.monotonic() < deadline, (values, servers)
         time.sleep(2)
 
 
@@ -145,6 +148,27 @@ def test_a_killed_backend_costs_no_request_through_the_router(lane: Stack) -> No
     deadline = time.monotonic() + 30
     while post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}).headers.get("x-fleet-backend") != "vllm-cpu1":
         assert time.monotonic() < deadline, "vllm-cpu1 got no request within 30 s of its restart"
+
+
+def test_every_backend_down_is_a_503_in_the_openai_shape_that_names_no_address(lane: Stack) -> None:
+    """Right after the kill the router has not yet marked the backends down: it tries them and answers 500 with
+    a backend's URL, which the door replaces; seconds later it answers its own 503 (no backend up)."""
+    backends = [s for s in lane.services() if s["name"].startswith("vllm-")]
+    for backend in backends:
+        for pid in procs.group_members(backend["pid"], backend["started"]):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        answers = []
+        for _ in range(8):  # over 5 s: before and after the router's health checks take them out
+            answers.append(post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}))
+            time.sleep(0.6)
+    finally:
+        lane.restore(*(b["name"] for b in backends))
+    assert [a.status_code for a in answers] == [503] * len(answers), [a.text for a in answers]
+    for answer in answers:
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.json()["error"]["message"], answer.text
+        assert "127.0.0.1" not in answer.text and "http://" not in answer.text, answer.text
 
 
 def test_the_lane_is_documented_where_users_set_it() -> None:

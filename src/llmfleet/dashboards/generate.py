@@ -163,6 +163,26 @@ def backend_state() -> stat.Panel:
     )
 
 
+def router_rotation() -> stat.Panel:
+    states = {"1": ("in rotation", "green"), "0": ("out", "red")}
+    mapping = model.ValueMap(
+        {value: model.ValueMappingResult(text=text, color=color, index=i)
+         for i, (value, (text, color)) in enumerate(states.items())}
+    )  # fmt: skip
+    return (
+        single(
+            "Backends in rotation (the router's view)",
+            "1 while the router sends to a backend: its health checks pass and its circuit breaker is closed.",
+            "none",
+            "router_backend_in_rotation",
+            width=8,
+        )
+        .mappings([mapping])
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .height(8)
+    )
+
+
 # --- dashboards ------------------------------------------------------------------------------------------------
 
 
@@ -300,7 +320,8 @@ def gateway() -> builders.Dashboard:
         _dashboard(
             "llmfleet-gateway",
             "Gateway",
-            "The LiteLLM gateway: traffic, errors, its latency and what it adds over vLLM, and its backends.",
+            "The gateway: LiteLLM's traffic, errors, latency and what it adds over vLLM, its backends, and the router "
+            "lane's.",
         )
         .with_row(builders.Row("Traffic"))
         .with_panel(graph("Requests by status", "Requests the gateway answered, by model and HTTP status.", "reqps",
@@ -333,6 +354,20 @@ def gateway() -> builders.Dashboard:
         .with_panel(graph("Failed attempts per backend", "Attempts a backend failed; the gateway retries them on "
                           "another, so clients may not see them.", "reqps", ["backend_failures"], width=8))
         .with_panel(backend_state())
+        .with_row(builders.Row("Router lane (GATEWAY_DATA_PLANE=router)"))
+        .with_panel(graph("Router: answers by status", "Completions the router (SMG) answered, by HTTP status. "
+                          "The door answers a router 5xx that names a backend as a 503.", "reqps",
+                          ["router_responses_by_status"], width=8))
+        .with_panel(graph("Router: requests by model", "Completions the router routed, by model group.", "reqps",
+                          ["router_requests"], width=8))
+        .with_panel(graph("Router: request duration", "The router's measure of a request, to its answer's head "
+                          "for a stream.", "s", ["router_duration_p50", "router_duration_p95"], width=8))
+        .with_panel(graph("Router: requests per backend", "Where the router sent requests (power of two on the "
+                          "engines' load): the balance between servers.", "reqps", ["router_backend_requests"],
+                          width=8))
+        .with_panel(graph("Router: in flight per backend", "Requests each backend holds for the router now.",
+                          "short", ["router_backend_active"], width=8))
+        .with_panel(router_rotation())
     )  # fmt: skip
 
 

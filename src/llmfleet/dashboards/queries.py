@@ -154,4 +154,12 @@ QUERIES: dict[str, Query] = {
     "backend_requests": Query(f"server:gateway_requests:rate1m{_G}", "{{server}}"),
     "backend_failures": Query(f"server:gateway_request_failures:rate1m{_G}", "{{server}}"),
     "backend_state": Query("server:gateway_deployment_state:max", "{{server}}"),
+    # --- the router lane (SMG) -------------------------------------------------------------------------------
+    "router_responses_by_status": Query("status:router_responses:rate1m", "{{status_code}}"),
+    "router_requests": Query(f"model_group:router_requests:rate1m{_G}", "{{model_group}}"),
+    "router_duration_p50": Query(f"model_group:router_request_duration_seconds:p50_rate1m{_G}", "{{model_group}} p50"),
+    "router_duration_p95": Query(f"model_group:router_request_duration_seconds:p95_rate1m{_G}", "{{model_group}} p95"),
+    "router_backend_requests": Query("server:router_requests:rate1m", "{{server}}"),
+    "router_backend_active": Query("server:router_requests_active:sum", "{{server}}"),
+    "router_backend_in_rotation": Query("server:router_backend_in_rotation:min", "{{server}}"),
 }  # fmt: skip

@@ -55,6 +55,13 @@ class Door:
     user: str | None = None  # workers' user, where nginx starts as root (native runner run by root)
 
 
+# The router lane's own failures, answered by the door: status from the router -> (status sent, error page).
+NO_BACKEND_PAGE = "no-backend"
+NO_BACKEND = ("No backend of this model answered: each one refused the request, dropped it or took too long. Retry "
+              "in a few seconds; `llmfleet status` shows which server is down.")  # fmt: skip
+ROUTER_ERRORS = {500: (503, NO_BACKEND_PAGE), 502: (502, "502"), 504: (503, NO_BACKEND_PAGE)}
+
+
 def openai_error(status: int, message: str, kind: str, param: str | None = None) -> str:
     """An error body as OpenAI sends it, quoted for an nginx `return` string."""
     body = json.dumps({"error": {"message": message, "type": kind, "param": param, "code": status}})
@@ -102,9 +109,17 @@ def nginx_conf(door: Door, header: str) -> str:
         f"        location = /_error/{status} {{ internal; return {code} {_error_body(code, answers, status)}; }}"
         for status, code in sorted(shown.items())
     )
+    no_backend = openai_error(503, NO_BACKEND, "service_unavailable")
+    pages += f"\n        location = /_error/{NO_BACKEND_PAGE} {{ internal; return 503 {no_backend}; }}"
     # `=code`: without it nginx keeps the first status (a 500 would stay a 500 under a 503's body).
     error_pages = "\n".join(
         f"        error_page {status} ={code} /_error/{status};" for status, code in sorted(shown.items())
+    )
+    # Only these statuses are answered by the door on the router lane (error_page in a location replaces the
+    # server's, and with proxy_intercept_errors each one listed is taken from the router).
+    router_error_pages = "\n".join(
+        f"            error_page {status} ={code} /_error/{page};"
+        for status, (code, page) in sorted(ROUTER_ERRORS.items())
     )
     data_tails = "|".join(sorted({r.removeprefix("/v1/").lstrip("/") for r in DATA_ROUTES}))
     models, admin, admin_exact = (
@@ -198,11 +213,25 @@ http {{
             auth_request_set $fleet_backend_auth $upstream_http_x_fleet_backend_auth;
             if ($request_method != POST) {{ return 405; }}
             rewrite ^/(v1/)?(.*)$ /v1/$2 break;  # the router serves /v1 only
+            # On to the key's lane: try_files runs after the key check (access phase), so the lane is known.
+            try_files /.no-such-file @$lane;
+        }}
+        location @litellm {{
             # A proxy_set_header here drops the http block's: say them again (keep-alive to the upstream, Host).
             proxy_set_header Connection "";
             proxy_set_header Host $host;
+            proxy_pass http://litellm;
+        }}
+        location @router {{
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
             proxy_set_header Authorization $lane_authorization;
-            proxy_pass http://$lane;
+            # The router's own 5xx name a backend's address (a 500 when it could not reach one, before its health
+            # checks mark it down): the door answers them, as a 503 that names none. Its 4xx and its 503 (no
+            # backend up) pass as they are.
+            proxy_intercept_errors on;
+{router_error_pages}
+            proxy_pass http://router;
         }}
         location ~ ^/({models})(/[^/]+)?$ {{
             auth_request /_auth;

@@ -3,6 +3,7 @@ exporter and Prometheus itself. And the SLO thresholds from .env, as series the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from llmfleet.plan.schema import Plan
@@ -39,6 +40,21 @@ def gpu_relabels(plan: Plan) -> list[dict[str, object]]:
     return relabels
 
 
+def router_relabels(plan: Plan, topology: Topology) -> list[dict[str, object]]:
+    """SMG names a backend by the URL it sends to (`worker`): give each the plan's server name, as the vLLM job's
+    series have it, so the router's view and the engines' join on `server`."""
+    names = topology.server_names or tuple(name for name, _ in plan.named_servers())
+    return [
+        {
+            "source_labels": ["worker"],
+            "regex": re.escape(f"http://{address}"),
+            "target_label": "server",
+            "replacement": name,
+        }
+        for name, address in zip(names, topology.backends, strict=True)
+    ]
+
+
 def config(plan: Plan, topology: Topology, rule_files: list[str]) -> str:
     vllm_targets = [
         {"targets": [address], "labels": backend_labels(plan, i)} for i, address in enumerate(topology.backends)
@@ -53,8 +69,15 @@ def config(plan: Plan, topology: Topology, rule_files: list[str]) -> str:
         },
         {"job_name": "prometheus", "static_configs": [{"targets": [topology.prometheus]}]},
     ]
-    if topology.router_metrics:  # SMG's own smg_* series: the router lane's requests, latency and retries
-        jobs.insert(2, {"job_name": "router", "static_configs": [{"targets": [topology.router_metrics]}]})
+    if topology.router_metrics:  # SMG's own smg_* series: the router lane's requests, latency and backends
+        jobs.insert(
+            2,
+            {
+                "job_name": "router",
+                "static_configs": [{"targets": [topology.router_metrics]}],
+                "metric_relabel_configs": router_relabels(plan, topology),
+            },
+        )
     if topology.gpu_exporter:
         gpu_job: dict[str, object] = {"job_name": "gpu", "static_configs": [{"targets": [topology.gpu_exporter]}]}
         if relabels := gpu_relabels(plan):

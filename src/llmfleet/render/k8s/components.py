@@ -72,7 +72,22 @@ def _monitors() -> list[dict[str, object]]:
         "spec": {
             "jobLabel": NAME,  # job="router": its smg_* series, and GatewayRouterDown
             "selector": {"matchLabels": {NAME: ROUTER}},
-            "endpoints": [{"port": "metrics", "interval": SCRAPE_INTERVAL}],
+            "endpoints": [
+                {
+                    "port": "metrics",
+                    "interval": SCRAPE_INTERVAL,
+                    # SMG names a backend by its URL, http://<pod>.<service>:<port>: `server` is the pod, as on
+                    # the engines' own series.
+                    "metricRelabelings": [
+                        {
+                            "sourceLabels": ["worker"],
+                            "regex": r"http://([^.]+)\..*",
+                            "targetLabel": "server",
+                            "replacement": "$1",
+                        },
+                    ],
+                }
+            ],
         },
     }
     return [pod_monitor, service_monitor, router_monitor]
