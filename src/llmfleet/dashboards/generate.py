@@ -143,43 +143,35 @@ def cards_table() -> table.Panel:
     )  # fmt: skip
 
 
-def backend_state() -> stat.Panel:
-    states = {"0": ("healthy", "green"), "1": ("partial outage", "orange"), "2": ("outage", "red")}
+def backend_states(title: str, description: str, name: str, states: dict[str, tuple[str, str]]) -> stat.Panel:
+    """One stat per backend, its value shown as a named, coloured state: value -> (text, color)."""
     mapping = model.ValueMap(
         {value: model.ValueMappingResult(text=text, color=color, index=i)
          for i, (value, (text, color)) in enumerate(states.items())}
     )  # fmt: skip
     return (
-        single(
-            "Backend state (the gateway's view)",
-            "How LiteLLM's router last saw each backend: healthy, partial or complete outage.",
-            "none",
-            "backend_state",
-            width=8,
-        )
+        single(title, description, "none", name, width=8)
         .mappings([mapping])
         .graph_mode(common.BigValueGraphMode.NONE)
         .height(8)
     )
 
 
+def backend_state() -> stat.Panel:
+    return backend_states(
+        "Backend state (the gateway's view)",
+        "How LiteLLM's router last saw each backend: healthy, partial or complete outage.",
+        "backend_state",
+        {"0": ("healthy", "green"), "1": ("partial outage", "orange"), "2": ("outage", "red")},
+    )
+
+
 def router_rotation() -> stat.Panel:
-    states = {"1": ("in rotation", "green"), "0": ("out", "red")}
-    mapping = model.ValueMap(
-        {value: model.ValueMappingResult(text=text, color=color, index=i)
-         for i, (value, (text, color)) in enumerate(states.items())}
-    )  # fmt: skip
-    return (
-        single(
-            "Backends in rotation (the router's view)",
-            "1 while the router sends to a backend: its health checks pass and its circuit breaker is closed.",
-            "none",
-            "router_backend_in_rotation",
-            width=8,
-        )
-        .mappings([mapping])
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .height(8)
+    return backend_states(
+        "Backends in rotation (the router's view)",
+        "1 while the router sends to a backend: its health checks pass and its circuit breaker is closed.",
+        "router_backend_in_rotation",
+        {"1": ("in rotation", "green"), "0": ("out", "red")},
     )
 
 
