@@ -34,6 +34,14 @@ def post(stack: Stack, body: bytes | dict, key: str | None = None, **extra: obje
     return httpx.post(stack.gateway + "/v1/chat/completions", content=content, headers=headers, timeout=60, **extra)
 
 
+def kill(stack: Stack, *names: str) -> None:
+    """SIGKILL these backends, every process of each (vLLM's API server and its engine)."""
+    for service in stack.services():
+        if service["name"] in names:
+            for pid in procs.group_members(service["pid"], service["started"]):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_the_master_keys_completions_take_the_router_streamed_and_not(lane: Stack) -> None:
     whole = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 4})
     assert whole.status_code == 200, whole.text
@@ -135,9 +143,7 @@ def test_the_router_is_scraped_by_prometheus_with_each_backend_named_as_the_plan
 def test_a_killed_backend_costs_no_request_through_the_router(lane: Stack) -> None:
     """Killed between requests: the router retries a request whose connection fails on the other backend, and
     takes the dead one out after two failed health checks."""
-    victim = next(s for s in lane.services() if s["name"] == "vllm-cpu1")
-    for pid in procs.group_members(victim["pid"], victim["started"]):
-        os.kill(pid, signal.SIGKILL)
+    kill(lane, "vllm-cpu1")
     try:
         answers = [post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}) for _ in range(12)]
         assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers if a.status_code != 200]
@@ -153,17 +159,15 @@ def test_a_killed_backend_costs_no_request_through_the_router(lane: Stack) -> No
 def test_every_backend_down_is_a_503_in_the_openai_shape_that_names_no_address(lane: Stack) -> None:
     """Right after the kill the router has not yet marked the backends down: it tries them and answers 500 with
     a backend's URL, which the door replaces; seconds later it answers its own 503 (no backend up)."""
-    backends = [s for s in lane.services() if s["name"].startswith("vllm-")]
-    for backend in backends:
-        for pid in procs.group_members(backend["pid"], backend["started"]):
-            os.kill(pid, signal.SIGKILL)
+    backends = [s["name"] for s in lane.services() if s["name"].startswith("vllm-")]
+    kill(lane, *backends)
     try:
         answers = []
         for _ in range(8):  # over 5 s: before and after the router's health checks take them out
             answers.append(post(lane, {"model": MODEL, "messages": HI, "max_tokens": 1}))
             time.sleep(0.6)
     finally:
-        lane.restore(*(b["name"] for b in backends))
+        lane.restore(*backends)
     assert [a.status_code for a in answers] == [503] * len(answers), [a.text for a in answers]
     for answer in answers:
         assert answer.headers["content-type"].startswith("application/json")
