@@ -10,9 +10,13 @@ stack cannot count on; this check replaces that lookup (`custom_auth: auth.user_
 - anything else is a 401 that says what to send.
 
 It also answers the front door's key check (DOOR_CHECK, GET, no body), which says which lane a key's completions
-take (`x-fleet-lane`): `router` (SMG, straight to the backends) for the master key where GATEWAY_DATA_PLANE=router,
-with the backends' key for the door to send on (`x-fleet-backend-auth`); `litellm` otherwise, since a user's key is
-limited and metered here.
+take (`x-fleet-lane`): `litellm`, or, where GATEWAY_DATA_PLANE=router, `router` (SMG, straight to the backends), with
+the backends' key for the door to send on (`x-fleet-backend-auth`). On the router lane a user's key is limited here,
+before its request leaves the door: its requests and tokens this minute (usage.WINDOWS) against its rpm and tpm; an
+answer over them is a 403 the door turns into a 429 with Retry-After (`x-fleet-refusal`). Its name and models go on
+to the backends' guard (`x-fleet-key`), which refuses another model and reports the tokens used (a key whose name
+and models are too long for that header takes LiteLLM's lane). A limited key's
+answer is not cached by the door (`X-Accel-Expires: 0`), so every request of it is counted.
 
 A key found is kept CACHE_S seconds, in each worker. The front door caches accepted keys as long, so a revoked key
 works at most that long twice over. While the database does not answer, keys seen in the last CACHE_S seconds
@@ -22,6 +26,7 @@ keep working and any other gets a 503 naming the cause.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sys
@@ -45,7 +50,11 @@ USER_ROUTES = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "
                "/models")  # fmt: skip
 METRICS_ROUTES = ("/metrics", "/metrics/")
 DOOR_CHECK = "/fleet/door-check"  # render/door.py asks it for every request it has not seen the key of lately
-LANES = ("litellm", "router")  # GATEWAY_DATA_PLANE: the master key's completions through LiteLLM, or the router
+LANES = ("litellm", "router")  # GATEWAY_DATA_PLANE: completions through LiteLLM, or the router
+KEY_TAG = "llmfleet-key="  # how the backends' guard knows a user's request (vllm/backend_guard.py KEY_TAG)
+# SMG 1.13 passes x-correlation-id on only up to 128 characters without spaces (measured): a key whose name and
+# models do not fit takes LiteLLM's lane.
+KEY_HEADER_MAX = 128
 
 _found: dict[str, tuple[float, Any]] = {}  # key digest -> (when it was read, keystore.Key)
 
@@ -152,30 +161,62 @@ async def door_check(request: Request) -> Response:
     """The door's key check: 200 and the key's lane for a key that may use the gateway, else the error to send."""
     api_key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     master_key = os.environ.get("LITELLM_MASTER_KEY", "")
-    lane = "litellm"
+    router = os.environ.get("GATEWAY_DATA_PLANE") == "router"
+    lane = "router" if router else "litellm"
     headers = {}
     try:
         if master_key and api_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
-            if os.environ.get("GATEWAY_DATA_PLANE") == "router":
-                lane = "router"
-                headers["x-fleet-backend-auth"] = f"Bearer {os.environ.get('VLLM_API_KEY', '')}"
-        elif not _is_metrics_key(api_key):
-            await _valid_stored_key(api_key)  # LiteLLM checks the route and the model on the request itself
+            pass
+        elif _is_metrics_key(api_key):
+            lane = "litellm"
+        else:
+            key = await _valid_stored_key(api_key)  # LiteLLM checks the route and the model on the request itself
+            named = f"{KEY_TAG}{key.name};models={','.join(key.models)}"
+            if router and len(named) <= KEY_HEADER_MAX:
+                refused = await _admit(request, key)
+                if refused is not None:
+                    return refused
+                headers["x-fleet-key"] = named
+                if key.rpm is not None or key.tpm is not None:
+                    headers["X-Accel-Expires"] = "0"  # the door asks again for each request: each one is counted
+            else:
+                lane = "litellm"  # LiteLLM checks its models and limits itself
     except ProxyException as refusal:
         body = {"error": {"message": refusal.message, "type": refusal.type, "param": refusal.param,
                           "code": int(refusal.code or 401)}}  # fmt: skip
         return JSONResponse(body, status_code=int(refusal.code or 401))
+    if lane == "router":
+        headers["x-fleet-backend-auth"] = f"Bearer {os.environ.get('VLLM_API_KEY', '')}"
     return Response(status_code=200, headers={"x-fleet-lane": lane, **headers})
 
 
+async def _admit(request: Request, key: Any) -> Response | None:
+    """A user's completion on the router lane, counted against its limits; the refusal to send, or None."""
+    if request.headers.get("x-fleet-completion") != "1" or key.scope == "metrics":
+        return None  # only completions count (the door sends models and admin routes to LiteLLM, which limits them)
+    import usage
+
+    why = await usage.WINDOWS.admit(key.name, key.rpm, key.tpm)
+    if why is None:
+        return None
+    # auth_request passes on only 401 and 403: the door answers this 403 as a 429 (render/door.py).
+    message = json.dumps(f"{why} Retry after the Retry-After header's seconds.")[1:-1]
+    refusal = {"x-fleet-refusal": "429", "x-fleet-retry-after": str(usage.retry_after_s()), "x-fleet-message": message}
+    return Response(status_code=403, headers={**refusal, "X-Accel-Expires": "0"})
+
+
 def _serve_door_check() -> None:
-    """LiteLLM loads this file at startup, in each worker: add the door's route to its app there."""
+    """LiteLLM loads this file at startup, in each worker: add the door's key check and the backends' usage reports
+    to its app there."""
     try:
         from litellm.proxy.proxy_server import app
     except ImportError:  # imported outside the proxy (tests of the functions above)
         return
-    if not any(getattr(route, "path", None) == DOOR_CHECK for route in app.routes):
-        app.add_api_route(DOOR_CHECK, door_check, methods=["GET"], include_in_schema=False)
+    import usage
+
+    for path, handler, method in ((DOOR_CHECK, door_check, "GET"), (usage.USAGE_ROUTE, usage.usage_report, "POST")):
+        if not any(getattr(route, "path", None) == path for route in app.routes):
+            app.add_api_route(path, handler, methods=[method], include_in_schema=False)
 
 
 _serve_door_check()

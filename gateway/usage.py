@@ -1,19 +1,30 @@
 """Usage per key, kept with the key in PostgreSQL: requests, prompt and completion tokens, and the last use.
 
-LiteLLM calls it after each successful answer (`callbacks: [..., usage.recorder]` in config.yaml). Prometheus gets
-the same figures per key name from LiteLLM's own metrics (the `api_key_alias` label); these totals are what
-`llmfleet keys list` shows, and they survive restarts. A fleet without a key store (no LLMFLEET_KEYS_DSN) and the
-master key count nothing here.
+Two lanes report it:
+- the LiteLLM lane: LiteLLM calls the recorder after each successful answer (`callbacks: [..., usage.recorder]` in
+  config.yaml), and Prometheus gets the same figures per key name from LiteLLM's own metrics (`api_key_alias`);
+- the router lane: each backend's guard (vllm/backend_guard.py) reads vLLM's own usage of an answer and posts it to
+  USAGE_ROUTE with the backends' key; Prometheus reads the guard's `llmfleet_key_*` series on the backends.
+These totals are what `llmfleet keys list` shows, and they survive restarts. A fleet without a key store (no
+LLMFLEET_KEYS_DSN) and the master key count nothing here.
+
+On the router lane LiteLLM's limiter never sees a request, so the front door's key check (auth.door_check) asks
+`WINDOWS` instead: a key's requests and tokens in the current minute, kept in Redis, which every gateway worker
+shares (in each worker's memory where REDIS_HOST is unset, or while Redis does not answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from litellm._logging import verbose_proxy_logger
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -36,6 +47,92 @@ class UsageRecorder(CustomLogger):
                                     int(payload.get("completion_tokens") or 0))  # fmt: skip
         except Exception as problem:  # an answer already sent is never failed by its bookkeeping
             verbose_proxy_logger.warning("usage of key %s not recorded: %s", name, problem)
+
+
+USAGE_ROUTE = "/fleet/usage"  # the backends' guards post a user's usage here (LLMFLEET_USAGE_URL)
+WINDOW_S = 60  # requests and tokens per minute, as LiteLLM's limiter counts them: a fixed window per minute
+MAX_REPORTED_TOKENS = 1 << 24  # more than any answer holds: a report over it is refused, not counted
+
+
+class Windows:
+    """A key's requests and tokens in the current minute, shared by the gateway's workers through Redis."""
+
+    def __init__(self) -> None:
+        self._local: dict[str, int] = {}
+        self._redis: Any = None
+
+    def _client(self) -> Any:
+        if self._redis is None and os.environ.get("REDIS_HOST"):
+            import redis.asyncio as redis  # LiteLLM's own dependency
+
+            self._redis = redis.Redis(host=os.environ["REDIS_HOST"], port=int(os.environ.get("REDIS_PORT") or 6379),
+                                      password=os.environ.get("REDIS_PASSWORD") or None, socket_timeout=1,
+                                      socket_connect_timeout=1)  # fmt: skip
+        return self._redis
+
+    async def _add(self, kind: str, name: str, amount: int) -> int:
+        """Add to this minute's count of `kind` for the key; the count after it."""
+        minute = int(time.time() // WINDOW_S)
+        slot = f"llmfleet:{kind}:{name}:{minute}"
+        client = self._client()
+        if client is not None:
+            try:
+                count = await client.incrby(slot, amount)
+                if count == amount:
+                    await client.expire(slot, 2 * WINDOW_S)
+                return int(count)
+            except Exception as problem:  # Redis not answering: this worker counts alone until it is back
+                verbose_proxy_logger.warning("rate window in Redis unavailable (%s): counting in this worker", problem)
+        for old in [s for s in self._local if not s.endswith(f":{minute}")]:
+            del self._local[old]
+        self._local[slot] = self._local.get(slot, 0) + amount
+        return self._local[slot]
+
+    async def admit(self, name: str, rpm: int | None, tpm: int | None) -> str | None:
+        """Count one request of the key; why it may not be sent now (over its rpm or tpm), or None."""
+        if tpm is not None and (used := await self._add("tokens", name, 0)) >= tpm:
+            return f"The key {name!r} used {used} tokens this minute; its limit is {tpm} per minute (tpm)."
+        if rpm is not None and (sent := await self._add("requests", name, 1)) > rpm:
+            return f"The key {name!r} sent {sent} requests this minute; its limit is {rpm} per minute (rpm)."
+        return None
+
+    async def charge(self, name: str, tokens: int) -> None:
+        await self._add("tokens", name, tokens)
+
+
+WINDOWS = Windows()
+
+
+def retry_after_s() -> int:
+    """Seconds until the current window ends, when a refused key may send again."""
+    return max(1, WINDOW_S - int(time.time()) % WINDOW_S)
+
+
+async def usage_report(request: Request) -> Response:
+    """A backend's report of a user's answered completion: its tokens this minute, and its totals in PostgreSQL."""
+    sent = request.headers.get("authorization", "").encode()
+    backend_key = os.environ.get("VLLM_API_KEY", "")
+    if not backend_key or not secrets.compare_digest(sent, f"Bearer {backend_key}".encode()):
+        return JSONResponse({"error": {"message": "Only the fleet's backends report usage.",
+                                       "type": "authentication_error", "param": None, "code": 401}},
+                            status_code=401)  # fmt: skip
+    try:
+        report = await request.json()
+        name = str(report["key"])
+        tokens = [int(report[field]) for field in ("prompt_tokens", "completion_tokens")]
+        if not all(0 <= t <= MAX_REPORTED_TOKENS for t in tokens):
+            raise ValueError("token counts out of range")
+    except (ValueError, KeyError, TypeError) as problem:
+        return JSONResponse({"error": {"message": f"A usage report needs key, prompt_tokens and completion_tokens "
+                                       f"({problem}).", "type": "invalid_request_error", "param": None,
+                                       "code": 400}}, status_code=400)  # fmt: skip
+    await WINDOWS.charge(name, sum(tokens))
+    if os.environ.get("LLMFLEET_KEYS_DSN"):
+        try:
+            await asyncio.to_thread(_record, name, *tokens)
+        except Exception as problem:  # the database restarting: the minute's window still counted it
+            verbose_proxy_logger.warning("usage of key %s not recorded: %s", name, problem)
+    return Response(status_code=204)
 
 
 def _record(name: str, prompt_tokens: int, completion_tokens: int) -> None:

@@ -149,3 +149,97 @@ def test_without_vllms_request_models_unknown_fields_are_left_to_vllm(monkeypatc
     body = json.dumps({"model": "m", "prompt": "hi", "frobnicate": 1}).encode()
     status, _, app, _ = call("/v1/completions", body)
     assert status == 200 and app.seen == [("/v1/completions", body)]
+
+
+# --- a user's key on the router lane: the door names it in x-correlation-id (render/door.py) -------------------------
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+def vllm_answer(stream: bool, usage_asked: bool) -> list[dict]:
+    """The messages vLLM sends for a chat completion, streamed or not, with its usage where it was asked for."""
+    if not stream:
+        body = json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": USAGE}).encode()
+        return [{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]},
+                {"type": "http.response.body", "body": body}]  # fmt: skip
+    events = [
+        b'data: {"choices":[{"delta":{"content":"h"}}]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"i"}}]}\n\n',
+    ]
+    if usage_asked:
+        events.append(b'data: {"choices":[],"usage":' + json.dumps(USAGE).encode() + b"}\n\n")
+    events.append(b"data: [DONE]\n\n")
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+    return [start, *({"type": "http.response.body", "body": e, "more_body": True} for e in events)]
+
+
+def call_as_user(request: dict, key_header: bytes) -> tuple[list[dict], dict]:
+    """(what the client got, the request vLLM read), for a request the door sent with this key header."""
+    seen: dict = {}
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.update(json.loads((await receive())["body"]))
+        options = seen.get("stream_options") or {}
+        for message in vllm_answer(seen.get("stream") is True, options.get("include_usage") is True):
+            await send(message)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", KEY)
+        mp.delenv("LLMFLEET_USAGE_URL", raising=False)
+        guard = backend_guard.BackendGuard(app)
+    headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"x-correlation-id", key_header)]
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": headers}
+    body = json.dumps(request).encode()
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(guard(scope, receive, send))
+    return sent, seen
+
+
+def counted(key: str, kind: str | None = None) -> float:
+    from prometheus_client import REGISTRY
+
+    name, labels = (
+        ("llmfleet_key_requests_total", {}) if kind is None else ("llmfleet_key_tokens_total", {"kind": kind})
+    )
+    return REGISTRY.get_sample_value(name, {"key": key, "model": "m", **labels}) or 0.0
+
+
+def test_a_users_key_may_not_use_a_model_outside_its_list() -> None:
+    request = {"model": "other", "messages": [{"role": "user", "content": "hi"}]}
+    sent, seen = call_as_user(request, b"llmfleet-key=laptop;models=m,n")
+    answer = json.loads(sent[1]["body"])
+    assert sent[0]["status"] == 403 and seen == {}
+    assert answer["error"]["message"] == "The key 'laptop' may not use the model 'other'; it may use m, n."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_users_answer_is_counted_from_vllms_own_usage(stream: bool) -> None:
+    key = f"counted-{stream}".lower()
+    before = counted(key), counted(key, "prompt"), counted(key, "completion")
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    sent, _ = call_as_user(request, f"llmfleet-key={key};models=".encode())
+    assert sent[0]["status"] == 200
+    after = counted(key), counted(key, "prompt"), counted(key, "completion")
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 7, 3]
+
+
+def test_a_stream_gets_the_usage_chunk_only_when_its_client_asked_for_it() -> None:
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    sent, seen = call_as_user(request, b"llmfleet-key=quiet;models=")
+    assert seen["stream_options"] == {"include_usage": True}  # vLLM was asked, so the key is charged its tokens
+    streamed = b"".join(m.get("body", b"") for m in sent[1:])
+    assert b'"usage"' not in streamed and streamed.endswith(b"data: [DONE]\n\n") and b'"content":"i"' in streamed
+    sent, _ = call_as_user({**request, "stream_options": {"include_usage": True}}, b"llmfleet-key=asked;models=")
+    assert b'"usage":{' in b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_the_master_keys_requests_are_passed_as_they_came() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    sent, seen = call_as_user(body, b"some-client-trace-id")  # no llmfleet-key=: not a user's key
+    assert seen == body and sent[0]["status"] == 200

@@ -1,12 +1,18 @@
-"""The door (nginx, as rendered for the native runner) on its own, with LiteLLM absent: what a client reads when
-the control plane is down or a header is too big. No stack: a closed port stands for a LiteLLM that died."""
+"""The door (nginx, as rendered for the native runner) on its own:
+- with LiteLLM absent, what a client reads when the control plane is down or a header is too big (a closed port
+  stands for a LiteLLM that died);
+- with a key check and a router that are small HTTP servers answering as gateway/auth.py and SMG do, what nginx
+  does with the check's answer: a rate refusal, and a user's key named to the router, which no client can forge."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -14,34 +20,45 @@ import pytest
 from conftest import free_ports
 
 from llmfleet.render import door as render_door
+from llmfleet.run.native.configs import door_workers_user
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-@pytest.fixture
-def door_without_litellm(tmp_path: Path) -> Iterator[str]:
+def start_door(tmp_path: Path, litellm: int, router: int) -> tuple[str, subprocess.Popen[bytes]]:
+    """nginx with the native runner's door config, in front of these ports; its URL once it listens."""
     if not Path(NGINX).is_file():
         pytest.skip("nginx is not installed (make setup installs it)")
-    listen, closed = free_ports(2)  # nothing listens on `closed`: a LiteLLM (and a router) that is down
+    (listen,) = free_ports(1)
+    user = door_workers_user(tmp_path)  # as the native runner starts it: as root, its workers are another user
     for name in render_door.STATE_FOLDERS:
         (tmp_path / name).mkdir()
+        if user:
+            shutil.chown(tmp_path / name, *user.split())
     door = render_door.Door(
-        f"127.0.0.1:{listen}", f"127.0.0.1:{closed}", f"127.0.0.1:{closed}", str(tmp_path), max_body_mb=1
+        f"127.0.0.1:{listen}", f"127.0.0.1:{litellm}", f"127.0.0.1:{router}", str(tmp_path), max_body_mb=1, user=user
     )
     (tmp_path / "nginx.conf").write_text(render_door.nginx_conf(door, "# test\n"))
     nginx = subprocess.Popen([NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     url = f"http://127.0.0.1:{listen}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            httpx.get(url + "/door/health", timeout=1)
+            return url, nginx
+        except httpx.TransportError:
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                nginx.kill()
+                pytest.fail(f"nginx did not listen within 10 s: {nginx.stderr.read().decode() if nginx.stderr else ''}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def door_without_litellm(tmp_path: Path) -> Iterator[str]:
+    (closed,) = free_ports(1)  # nothing listens on `closed`: a LiteLLM (and a router) that is down
+    url, nginx = start_door(tmp_path, closed, closed)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/door/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert nginx.poll() is None, nginx.stderr.read().decode() if nginx.stderr else ""
-                assert time.monotonic() < deadline, "nginx did not listen within 10 s"
-                time.sleep(0.1)
         yield url
     finally:
         nginx.terminate()
@@ -66,3 +83,95 @@ def test_no_key_is_a_401_even_with_litellm_down(door_without_litellm: str) -> No
     response = httpx.post(door_without_litellm + "/v1/chat/completions", json={}, timeout=10)
     assert response.status_code == 401, response.text
     assert "LITELLM_MASTER_KEY" in response.json()["error"]["message"]
+
+
+# --- the router lane's per-key answers, with the key check and the router stood in for -----------------------------
+BACKENDS_KEY = "Bearer backends-key"
+CHECKS = {  # the key check's answers, as gateway/auth.py door_check gives them
+    "Bearer limited": (403, {"x-fleet-refusal": "429", "x-fleet-retry-after": "17", "X-Accel-Expires": "0",
+                             "x-fleet-message": "The key 'limited' sent 3 requests this minute; its limit is 2."}),
+    "Bearer user": (200, {"x-fleet-lane": "router", "x-fleet-backend-auth": BACKENDS_KEY,
+                          "x-fleet-key": "llmfleet-key=user;models=m"}),
+    "Bearer master": (200, {"x-fleet-lane": "router", "x-fleet-backend-auth": BACKENDS_KEY}),
+}  # fmt: skip
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """The key check at /fleet/door-check (answers from CHECKS), the router anywhere else (echoes the headers)."""
+
+    seen: list[dict[str, str]]
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        status, headers = CHECKS.get(self.headers.get("authorization", ""), (401, {}))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps(dict(self.headers)).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def door_with_router(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    handler = type("Handler", (Recorder,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url, nginx = start_door(tmp_path, server.server_port, server.server_port)
+    try:
+        yield url, handler.seen
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        server.shutdown()
+        server.server_close()
+
+
+def complete(url: str, key: str, **headers: str) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json={"model": "m"}, timeout=10,
+                      headers={"Authorization": key, **headers})  # fmt: skip
+
+
+def test_a_key_over_its_limit_is_a_429_with_retry_after_in_the_openai_shape(door_with_router: tuple) -> None:
+    url, seen = door_with_router
+    response = complete(url, "Bearer limited")
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == "17"
+    error = response.json()["error"]
+    assert error == {"message": CHECKS["Bearer limited"][1]["x-fleet-message"], "type": "rate_limit_error",
+                     "param": None, "code": 429}  # fmt: skip
+    assert seen[-1]["X-Fleet-Completion"] == "1"  # the check knew it was a completion, which rpm counts
+    assert [s for s in seen if "X-Fleet-Completion" not in s] == []  # the router never saw it
+
+
+def test_the_router_gets_the_users_key_by_name_and_never_a_clients_own(door_with_router: tuple) -> None:
+    url, _ = door_with_router
+    forged = {"X-Correlation-Id": "llmfleet-key=someone-else;models="}
+    answer = complete(url, "Bearer user", **forged)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["X-Correlation-Id"] == "llmfleet-key=user;models=m"
+    assert answer.json()["Authorization"] == BACKENDS_KEY  # the backends' key, never the client's
+    master = complete(url, "Bearer master", **forged)
+    assert master.status_code == 200 and "X-Correlation-Id" not in master.json()
+
+
+def test_a_refusal_without_a_rate_limit_stays_a_403(door_with_router: tuple) -> None:
+    url, _ = door_with_router
+    CHECKS["Bearer refused"] = (403, {})
+    try:
+        response = complete(url, "Bearer refused")
+    finally:
+        del CHECKS["Bearer refused"]
+    assert response.status_code == 403 and response.json()["error"]["type"] == "permission_error"

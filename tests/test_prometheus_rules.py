@@ -105,13 +105,16 @@ def test_alert_names_start_with_their_component() -> None:
         assert alert.name.startswith(("Vllm", "Gateway", "Gpu", "Prometheus")), alert.name
 
 
+RAW_PREFIXES = ("vllm:", "litellm_", "smg_", "llmfleet_key_")
+
+
 def test_vllm_litellm_and_router_names_are_read_only_by_the_first_rules() -> None:
     """A renamed vLLM, LiteLLM or SMG metric breaks one rule and its test, not the panels and alerts built on it."""
     for rule in alerts():
-        raw = {n for n in series_names(rule.expr) if n.startswith(("vllm:", "litellm_", "smg_"))}
+        raw = {n for n in series_names(rule.expr) if n.startswith(RAW_PREFIXES)}
         assert not raw, f"alert {rule.name} reads {raw}; read a recorded name instead"
     for name, query in QUERIES.items():
-        raw = {n for n in series_names(query.expr) if n.startswith(("vllm:", "litellm_", "smg_"))}
+        raw = {n for n in series_names(query.expr) if n.startswith(RAW_PREFIXES)}
         assert not raw, f"panel query {name} reads {raw}; read a recorded name instead"
 
 
@@ -133,7 +136,8 @@ def test_every_recorded_series_is_read_by_a_panel_an_alert_or_another_rule() -> 
 
 
 def test_every_series_read_is_recorded_exported_by_a_known_target_or_up() -> None:
-    known_prefixes = ("vllm:", "litellm_", "smg_")  # exported by vLLM, LiteLLM and SMG; the live test proves they exist
+    # Exported by vLLM, LiteLLM, SMG and the backend guard (its per-key series); the live tests prove they exist.
+    known_prefixes = ("vllm:", "litellm_", "smg_", "llmfleet_key_")
     recorded_names = set(recorded())
     for expr in [r.expr for r in rules()] + [q.expr for q in QUERIES.values()]:
         for name in series_names(expr):

@@ -1,6 +1,6 @@
-"""The door's router lane (GATEWAY_DATA_PLANE=router): the master key's completions go from nginx to SMG to vLLM,
-with no Python between the tokens and the client, and every guarantee of the door still holds. Its own native
-stack (cpu-tiny), since the lane is a setting of the gateway."""
+"""The door's router lane (GATEWAY_DATA_PLANE=router): completions go from nginx to SMG to vLLM, with no Python
+between the tokens and the client, and every guarantee of the door still holds, users' keys and their limits too.
+Its own native stack (cpu-tiny), since the lane is a setting of the gateway."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from bad_input import BAD, HI, MODEL
 from conftest import STACK_PLAN, Stack, booted
+from monitoringtools import query
 
 from llmfleet.run import procs
 
@@ -118,12 +119,78 @@ def test_an_unknown_model_through_the_router_is_a_404_naming_it(lane: Stack) -> 
     assert "gpt-9" in response.json()["error"]["message"]
 
 
-def test_a_users_key_keeps_the_litellm_lane_which_limits_and_meters_it(lane: Stack) -> None:
-    made = lane.cli("keys", "create", "laptop", "--json", timeout=60)
+def create_key(stack: Stack, name: str, *flags: str) -> str:
+    made = stack.cli("keys", "create", name, *flags, "--json", timeout=60)
     assert made.returncode == 0, made.stderr
-    response = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 2}, key=json.loads(made.stdout)["key"])
-    assert response.status_code == 200, response.text
-    assert "x-litellm-model-id" in response.headers  # LiteLLM answered: its limiter and usage count saw it
+    return json.loads(made.stdout)["key"]
+
+
+def early_in_a_minute() -> None:
+    """Limits count per minute of the clock (as LiteLLM's do): a test of one starts well before the minute ends."""
+    if (second := time.time() % 60) > 35:
+        time.sleep(61 - second)
+
+
+def test_a_users_key_takes_the_router_too_and_two_keys_are_limited_independently(lane: Stack) -> None:
+    early_in_a_minute()
+    slow, fast = create_key(lane, "router-slow", "--rpm", "2"), create_key(lane, "router-fast", "--rpm", "100")
+    ask = {"model": MODEL, "messages": HI, "max_tokens": 2}
+    first = post(lane, ask, key=slow)
+    assert first.status_code == 200, first.text
+    assert "x-litellm-model-id" not in first.headers and first.headers["x-fleet-backend"]  # SMG's lane, not LiteLLM's
+    assert post(lane, ask, key=slow).status_code == 200
+    over = post(lane, ask, key=slow)
+    assert over.status_code == 429, over.text  # the door's answer: no backend was asked
+    assert 0 < int(over.headers["retry-after"]) <= 60
+    error = over.json()["error"]
+    assert error["type"] == "rate_limit_error" and "router-slow" in error["message"] and "rpm" in error["message"]
+    assert [post(lane, ask, key=fast).status_code for _ in range(4)] == [200] * 4  # the other key is not slowed
+
+
+def test_a_users_key_on_the_router_reaches_only_its_models(lane: Stack) -> None:
+    """Its models are named to the backends' guard, which answers 403 for a served model outside them
+    (test_backend_guard.py; this fleet serves one model); a model no backend serves is SMG's 404."""
+    key = create_key(lane, "router-one-model", "--models", MODEL)
+    mine = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 2}, key=key)
+    assert mine.status_code == 200 and "x-litellm-model-id" not in mine.headers, mine.text
+    other = post(lane, {"model": "smollm2-135m", "messages": HI, "max_tokens": 2}, key=key)
+    assert other.status_code == 404 and "smollm2-135m" in other.json()["error"]["message"], other.text
+
+
+def test_a_users_tokens_on_the_router_are_counted_limited_and_in_prometheus(lane: Stack) -> None:
+    key = create_key(lane, "router-metered", "--tpm", "20")
+    early_in_a_minute()
+    body = {"model": MODEL, "messages": HI, "max_tokens": 24, "stream": True, "ignore_eos": True}
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("POST", lane.gateway + "/v1/chat/completions", json=body, headers=headers, timeout=60) as answer:
+        assert answer.status_code == 200
+        streamed = [line for line in answer.iter_lines() if line.startswith("data: ")]
+    assert streamed[-1] == "data: [DONE]" and not any('"usage":{' in line for line in streamed)  # not asked for
+    # The guard reported vLLM's usage to the gateway: the key's totals, and its tokens this minute.
+    deadline = time.monotonic() + 10
+    while (row := listed(lane)["router-metered"])["requests"] < 1:
+        assert time.monotonic() < deadline, f"no usage recorded after 10 s: {row}"
+        time.sleep(0.5)
+    assert row["completion_tokens"] == 24 and row["prompt_tokens"] > 0
+    refused = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 2}, key=key)  # 24 tokens used of 20
+    assert refused.status_code == 429 and "tpm" in refused.json()["error"]["message"], refused.text
+    expr = 'sum(llmfleet_key_tokens_total{key="router-metered", kind="completion"})'  # the backends' own series
+    deadline = time.monotonic() + 60
+    while (seen := _value(lane, expr)) < 24:
+        assert time.monotonic() < deadline, f"Prometheus shows {seen} completion tokens of the key after 60 s"
+        time.sleep(2)
+
+
+def listed(stack: Stack) -> dict[str, dict]:
+    result = stack.cli("keys", "list", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def _value(stack: Stack, expr: str) -> float:
+    ok, result, error = query(stack.prometheus, expr)
+    assert ok, error
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 def test_the_router_is_scraped_by_prometheus_with_each_backend_named_as_the_plan_names_it(lane: Stack) -> None:

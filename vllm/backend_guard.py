@@ -10,6 +10,14 @@ vLLM's `--api-key` guards only some path prefixes (/v1 among them): `/invocation
   the wrong type and malformed `messages` (400, naming the field): `check_fields`, which the LiteLLM gateway's guard
   (gateway/guard.py) calls too, so every path to a backend answers bad input with the same words.
 Every completion's answer names the server in `x-fleet-backend` (LLMFLEET_SERVER_NAME), whichever lane it took.
+
+On the router lane a user's key reaches here by name only: the front door puts `llmfleet-key=NAME;models=A,B` in
+`x-correlation-id`, one of the few headers SMG passes on (the door sets it on every router request, so no client's
+own value gets through, and only the backends' key reaches this far). For such a request this:
+- refuses a model the key may not use (403, naming the key and its models);
+- counts its usage from vLLM's own `usage` (for a stream, vLLM is asked for its usage chunk, which a client that did
+  not ask for it never sees), as per-key Prometheus series on this server's /metrics, and reports it to the gateway
+  (LLMFLEET_USAGE_URL), which keeps the totals and the key's tokens-per-minute window.
 The caps come from the plan (src/llmfleet/plan/serving.py); the known fields from vLLM's own request models. Standard
 library only (vLLM is imported where it runs): it runs in any vLLM image and in the gateway.
 vLLM adds it outermost, so it runs before vLLM's own key check.
@@ -17,11 +25,13 @@ vLLM adds it outermost, so it runs before vLLM's own key check.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
@@ -48,6 +58,10 @@ TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "stream": ((bool,), "true or false"),
 }
 UNREADABLE = "The request body could not be read: send a JSON object encoded as UTF-8."
+KEY_HEADER = b"x-correlation-id"  # carries the user's key name through SMG (render/door.py sets it)
+KEY_TAG = "llmfleet-key="
+USAGE_REPORT_TIMEOUT_S = 2
+log = logging.getLogger("llmfleet.backend_guard")
 
 
 def _setting(name: str, default: float) -> float:
@@ -152,6 +166,7 @@ class BackendGuard:
         self.max_n = int(_setting("LLMFLEET_MAX_N", 16))
         self.max_tokens = int(_setting("LLMFLEET_MAX_TOKENS", 1 << 30))
         self.name = os.environ.get("LLMFLEET_SERVER_NAME", "").encode()
+        self.usage = UsageSink(os.environ.get("LLMFLEET_USAGE_URL", ""), key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -171,10 +186,21 @@ class BackendGuard:
             known = vllm_fields().get(route)
             check_fields(route, request, request.keys() if known is None else known)
             check_caps(request, self.max_n, self.max_tokens)
+            user = UserKey.sent(scope)
+            if user is not None:
+                user.check_model(request)
+                body = user.ask_usage(request, body)
         except Refusal as refusal:
             await _answer(scope, send, refusal)
             return
-        await self.app(scope, _replay(body, receive), _named(send, self.name) if self.name else send)
+        named = _named(send, self.name) if self.name else send
+        if user is None:
+            await self.app(scope, _replay(body, receive), named)
+            return
+        meter = Meter(user, str(request.get("model", "")), named)
+        await self.app(scope, _replay(body, receive), meter.send)
+        if meter.usage is not None:
+            self.usage.add(user.name, meter.model, *meter.usage)
 
     def _check_key(self, scope: Scope) -> None:
         if self.key_hash is None:
@@ -196,6 +222,147 @@ class BackendGuard:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+
+class UserKey:
+    """A user's key as the front door names it (`x-correlation-id: llmfleet-key=NAME;models=A,B`)."""
+
+    def __init__(self, name: str, models: tuple[str, ...]) -> None:
+        self.name, self.models = name, models
+        self.hide_usage = False  # a stream whose client did not ask for the usage chunk: it is taken out again
+
+    @classmethod
+    def sent(cls, scope: Scope) -> UserKey | None:
+        value = next((v for k, v in scope.get("headers", []) if k == KEY_HEADER), b"").decode("latin-1")
+        if not value.startswith(KEY_TAG):
+            return None
+        fields = dict(part.strip().partition("=")[::2] for part in value.split(";"))
+        models = tuple(m for m in fields.get("models", "").split(",") if m)
+        return cls(fields.get("llmfleet-key", ""), models)
+
+    def check_model(self, request: dict[str, Any]) -> None:
+        model = request.get("model")
+        if self.models and model not in self.models:
+            raise Refusal(403, f"The key {self.name!r} may not use the model {model!r}; it may use "
+                          f"{', '.join(self.models)}.", "model")  # fmt: skip
+
+    def ask_usage(self, request: dict[str, Any], body: bytes) -> bytes:
+        """The body to hand vLLM: a stream asks for vLLM's usage chunk, which is what the key is charged."""
+        if request.get("stream") is not True:
+            return body
+        options = request.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return body
+        self.hide_usage = True
+        options = options if isinstance(options, dict) else {}
+        return json.dumps({**request, "stream_options": {**options, "include_usage": True}}).encode()
+
+
+class Meter:
+    """Passes an answer on, and reads the usage vLLM puts in it: (prompt tokens, completion tokens)."""
+
+    def __init__(self, user: UserKey, model: str, send: Send) -> None:
+        self.user, self.model, self.downstream = user, model, send
+        self.usage: tuple[int, int] | None = None
+        self.ok = False
+        self.parts: list[bytes] = []
+        self.streamed = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.ok = message["status"] == 200
+            headers = dict(message.get("headers", []))
+            self.streamed = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+        elif message["type"] == "http.response.body" and self.ok:
+            chunk = message.get("body", b"")
+            if self.streamed:
+                if b'"usage":{' in chunk:  # vLLM's usage chunk, the last before [DONE]: a byte search per chunk
+                    message = {**message, "body": self._take_usage(chunk)}
+            else:
+                self.parts.append(chunk)
+                if not message.get("more_body"):
+                    self._read_usage(b"".join(self.parts))
+        await self.downstream(message)
+
+    def _take_usage(self, chunk: bytes) -> bytes:
+        kept = []
+        for event in chunk.split(b"\n\n"):
+            if b'"usage":{' in event and event.startswith(b"data: "):
+                try:
+                    data = json.loads(event[len(b"data: ") :])
+                except ValueError:
+                    kept.append(event)
+                    continue
+                self._note(data.get("usage"))
+                if self.user.hide_usage and data.get("choices") == []:
+                    continue  # the chunk vLLM sent only because the guard asked for it
+            kept.append(event)
+        return b"\n\n".join(kept)
+
+    def _read_usage(self, body: bytes) -> None:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(answer, dict):
+            self._note(answer.get("usage"))
+
+    def _note(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.usage = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+class UsageSink:
+    """Where a user's usage goes: Prometheus series on this server's /metrics (by key name, never the key), and the
+    gateway (LLMFLEET_USAGE_URL), which adds it to the key's totals and its tokens-per-minute window. A report that
+    fails is logged and dropped: an answer already sent is never failed by its bookkeeping."""
+
+    def __init__(self, url: str, backend_key: str) -> None:
+        self.url, self.backend_key = url, backend_key
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, key: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        requests, tokens = key_series()
+        if requests is not None:
+            requests.labels(key=key, model=model).inc()
+            tokens.labels(key=key, model=model, kind="prompt").inc(prompt_tokens)
+            tokens.labels(key=key, model=model, kind="completion").inc(completion_tokens)
+        if self.url:
+            report = {
+                "key": key,
+                "model": model,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+            }
+            task = asyncio.get_running_loop().create_task(self._report(report))
+            self._tasks.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._tasks.discard)
+
+    async def _report(self, report: dict[str, Any]) -> None:
+        try:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=USAGE_REPORT_TIMEOUT_S) as client:
+                answer = await client.post(self.url, json=report,
+                                           headers={"Authorization": f"Bearer {self.backend_key}"})  # fmt: skip
+            if answer.status_code >= 300:
+                log.warning("usage of key %s not reported: the gateway answered %s", report["key"], answer.status_code)
+        except Exception as problem:  # the gateway restarting: this answer's usage is lost, the next one's is not
+            log.warning("usage of key %s not reported: %s", report["key"], problem)
+
+
+@functools.cache
+def key_series() -> tuple[Any, Any]:
+    """Per-key counters on this server's /metrics (vLLM serves prometheus_client's registry); none without it."""
+    try:
+        from prometheus_client import Counter
+    except ImportError:
+        return None, None
+    return (
+        Counter("llmfleet_key_requests", "Answered completions of a user's key (router lane)", ["key", "model"]),
+        Counter("llmfleet_key_tokens", "Tokens of a user's key's answered completions (router lane)",
+                ["key", "model", "kind"]),
+    )  # fmt: skip
 
 
 def _named(send: Send, name: bytes) -> Send:
@@ -227,7 +394,9 @@ async def _answer(scope: Scope, send: Send, refusal: Refusal) -> None:
     if scope["type"] != "http":  # a websocket: refuse the handshake
         await send({"type": "websocket.close", "code": 1008})
         return
-    kind = {401: "authentication_error", 404: "not_found_error"}.get(refusal.status, "invalid_request_error")
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
+        refusal.status, "invalid_request_error"
+    )
     body = json.dumps(
         {"error": {"message": refusal.message, "type": kind, "param": refusal.param, "code": refusal.status}}
     ).encode()

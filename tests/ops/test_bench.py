@@ -85,6 +85,7 @@ def test_bench_refuses_a_malformed_user_list_and_a_stopped_fleet(cli: Cli) -> No
     for args, where in [
         (["--alternative", "no-url"], "--alternative"),
         (["--alternative-key", "mine"], "--alternative-key"),
+        (["--gateway-key", "admin"], "--gateway-key"),
         (["--alternative", "lane=http://127.0.0.1:30080", "--charge", "other=30081"], "--charge"),
         (["--alternative", "lane=http://127.0.0.1:30080", "--charge", "lane=high"], "--charge"),
     ]:

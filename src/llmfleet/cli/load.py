@@ -132,6 +132,13 @@ def bench_gateway(
     alternative_key: Annotated[
         str, typer.Option(help="The key the alternatives are sent: backends or gateway (the gateway's).")
     ] = "backends",
+    gateway_key: Annotated[
+        str,
+        typer.Option(
+            help="The key the gateway is sent: master, user (a user's key made for the run, then revoked), "
+            "or limited-user (one with rpm and tpm it never reaches, so the door counts every request)."
+        ),
+    ] = "master",
     charge: Annotated[
         list[str] | None,
         typer.Option(help="NAME=PORT: also charge an alternative the CPU of the process on this local port."),
@@ -148,7 +155,8 @@ def bench_gateway(
 
     path, comparisons = gateway_bench.measure(
         users=parse_counts(users, "--users"), outputs={"short": short, "long": long}, seconds=seconds,
-        alternatives=alternative or [], alternative_key=alternative_key, charges=charge or [], results=results,
+        alternatives=alternative or [], alternative_key=alternative_key, gateway_key=gateway_key, charges=charge or [],
+        results=results,
         on_cell=report.bench_cell,
     )  # fmt: skip
     report.bench_comparisons(comparisons)

@@ -3,7 +3,9 @@ recorded with its figures. The timing itself is bench.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,7 @@ from llmfleet import output, paths, secrets
 from llmfleet.errors import FleetError
 from llmfleet.ops import bench
 from llmfleet.ops.soak import gateway_pid
-from llmfleet.run.runner import for_state
+from llmfleet.run.runner import Runner, for_state
 from llmfleet.run.state import State, running_state
 from llmfleet.settings import load_settings
 
@@ -24,6 +26,7 @@ def measure(
     seconds: float,
     alternatives: list[str],
     alternative_key: str = "backends",
+    gateway_key: str = "master",
     charges: list[str] | None = None,
     results: str | None,
     on_cell: Callable[[bench.Cell], None],
@@ -36,6 +39,13 @@ def measure(
             f"--alternative-key {alternative_key!r} is neither backends nor gateway.",
             "send the alternatives the backends' key (backends) or the gateway's (gateway).",
             "--alternative-key",
+        )
+    if gateway_key not in GATEWAY_KEYS:
+        raise FleetError(
+            f"--gateway-key {gateway_key!r} is not one of {', '.join(GATEWAY_KEYS)}.",
+            "send the gateway the master key (master), a user's key without limits (user), or one with limits it "
+            "will not reach (limited-user: each of its requests is counted at the door).",
+            "--gateway-key",
         )
     others = _parse_alternatives(alternatives, charges or [])
     settings = load_settings()
@@ -53,36 +63,39 @@ def measure(
     if not backends:
         raise FleetError("no vLLM server of the fleet is running.", "see `llmfleet status`.", "llmfleet bench")
     chat = "/v1/chat/completions"
-    ways_in = [
-        bench.WayIn("direct", [f"http://127.0.0.1:{s.port}{chat}" for s in backends], keys["VLLM_API_KEY"]),
-        bench.WayIn(
-            "gateway",
-            [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
-            keys["LITELLM_MASTER_KEY"],
-            # The way in is the door and what is behind it, LiteLLM and the router (SMG): whichever lane the master
-            # key takes (GATEWAY_DATA_PLANE), every one of their processes' CPU is the gateway's.
-            [p for p in (gateway_pid(runner), _service_pid(state, "door"), _service_pid(state, "router")) if p],
-        ),
-    ]
-    key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
-    for name, url, ports in others:
-        pids = [bench.listener_pid(port) for port in ports]
-        charged = [pid for pid in pids if pid is not None] if None not in pids else []  # all or nothing
-        ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
     grid = bench.Grid(users, outputs, seconds)
-    output.info(
-        f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
-        f"{seconds:g} s (users {', '.join(map(str, users))}; outputs "
-        f"{', '.join(f'{k} {v} tokens' for k, v in outputs.items())})"
-    )
-    grid.run(ways_in, state.models[0], on_cell)
+    # A user's key is made for the run, and revoked when it ends, whatever happens.
+    with _gateway_key(runner, gateway_key, keys["LITELLM_MASTER_KEY"]) as (key_shown, gateway_secret):
+        ways_in = [
+            bench.WayIn("direct", [f"http://127.0.0.1:{s.port}{chat}" for s in backends], keys["VLLM_API_KEY"]),
+            bench.WayIn(
+                "gateway",
+                [f"http://127.0.0.1:{settings.GATEWAY_PORT}{chat}"],
+                gateway_secret,
+                # The way in is the door and what is behind it, LiteLLM and the router (SMG): whichever lane the key
+                # takes (GATEWAY_DATA_PLANE), every one of their processes' CPU is the gateway's.
+                [p for p in (gateway_pid(runner), _service_pid(state, "door"), _service_pid(state, "router")) if p],
+            ),
+        ]
+        key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
+        for name, url, ports in others:
+            pids = [bench.listener_pid(port) for port in ports]
+            charged = [pid for pid in pids if pid is not None] if None not in pids else []  # all or nothing
+            ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
+        output.info(
+            f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
+            f"{seconds:g} s (users {', '.join(map(str, users))}; outputs "
+            f"{', '.join(f'{k} {v} tokens' for k, v in outputs.items())})"
+        )
+        grid.run(ways_in, state.models[0], on_cell)
     path = Path(results) if results else paths.project_root() / "benchmarks" / "gateway.md"
     setup = {
         "runner": runner.name,
         "plan": state.plan,
         "backends": str(len(backends)),
         "gateway workers": _gateway_workers(state),
-        "gateway lane (the master key's)": _lane(state),
+        "gateway lane": _lane(state),
+        "gateway key": key_shown,
         "workers' shared state": "Redis" if any(s.name == "redis" for s in state.services) else "none (in memory)",
         "seconds per run": f"{seconds:g}",
         "litellm": _pinned("gateway", "litellm"),
@@ -119,6 +132,26 @@ def _parse_alternatives(alternatives: list[str], charges: list[str]) -> list[tup
             )
         parsed[name][1].append(int(port))
     return [(name, url, ports) for name, (url, ports) in parsed.items()]
+
+
+GATEWAY_KEYS = ("master", "user", "limited-user")
+# Limits a benchmark never reaches: the key is counted at the door on every request (no cached check), not refused.
+UNREACHED_LIMITS = ("--rpm", "100000000", "--tpm", "2000000000")
+
+
+@contextmanager
+def _gateway_key(runner: Runner, kind: str, master_key: str) -> Iterator[tuple[str, str]]:
+    """(how the results name it, the key) the gateway is sent; a user's key is made for the run and revoked after."""
+    if kind == "master":
+        yield "the master key", master_key
+        return
+    name = f"bench-{int(time.time())}"
+    limits = UNREACHED_LIMITS if kind == "limited-user" else ()
+    made = runner.keystore("create", name, "--models", "", *limits)
+    try:
+        yield f"a user's key ({kind}: {'rpm and tpm, never reached' if limits else 'no limits'})", made["key"]
+    finally:
+        runner.keystore("revoke", name)
 
 
 def _service_pid(state: State, name: str) -> int | None:

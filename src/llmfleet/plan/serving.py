@@ -16,6 +16,8 @@ MAX_BATCH_SHARE = 4
 # Each server's name as the stack knows it (the plan's, or its pod's): the backend guard tells it in every completion's
 # `x-fleet-backend` header, so a client of either lane, and the drills, see which server answered.
 SERVER_NAME_ENV = "LLMFLEET_SERVER_NAME"
+# The gateway's route (gateway/usage.py) where a backend's guard reports the usage of a user's key on the router lane.
+USAGE_ROUTE = "/fleet/usage"
 BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB): only what skipped it meets this
 # Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
 NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -48,12 +50,14 @@ def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port:
     return [*args, *model.vllm_args, *server.extra_args]
 
 
-def guard_env(server: Server) -> dict[str, str]:
-    """The backend guard's caps for one server, from the plan."""
+def guard_env(server: Server, gateway_url: str) -> dict[str, str]:
+    """The backend guard's caps for one server, from the plan, and where it reports a user's usage on the router lane
+    (the gateway as this server reaches it)."""
     return {
         "LLMFLEET_MAX_N": str(max(1, server.max_num_seqs // MAX_BATCH_SHARE)),
         "LLMFLEET_MAX_TOKENS": str(server.max_model_len),
         "LLMFLEET_MAX_BODY_MB": str(BACKEND_MAX_BODY_MB),
+        "LLMFLEET_USAGE_URL": gateway_url + USAGE_ROUTE,
     }
 
 

@@ -130,7 +130,8 @@ def _gpu_service(name: str, server: Server, command: list[str]) -> dict[str, obj
 
 
 def guard_environment(name: str, server: Server) -> dict[str, str]:
-    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server), SERVER_NAME_ENV: name}
+    gateway = f"http://gateway:{CONTAINER_PORT}"  # LiteLLM, for the guard's usage reports
+    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server, gateway), SERVER_NAME_ENV: name}
 
 
 def guard_volume(source: str) -> str:

@@ -62,6 +62,25 @@ NO_BACKEND = ("No backend of this model answered: each one refused the request, 
 ROUTER_ERRORS = {500: (503, NO_BACKEND_PAGE), 502: (502, "502"), 504: (503, NO_BACKEND_PAGE)}
 
 
+# A user's key over its rpm or tpm on the router lane: auth_request passes on only a 401 or a 403, so the key check
+# answers 403 with `x-fleet-refusal: 429`, its message and the seconds to wait, and the 403 page answers the 429.
+RATE_REFUSAL = 403
+
+
+def _rate_refusal_page(answers: dict[int, tuple[str, str]]) -> str:
+    limited = '{"error": {"message": "$fleet_message", "type": "rate_limit_error", "param": null, "code": 429}}'
+    return (
+        f"        location = /_error/{RATE_REFUSAL} {{\n"
+        "            internal;\n"
+        '            if ($fleet_refusal = "429") {\n'
+        "                add_header Retry-After $fleet_retry_after always;\n"
+        f"                return 429 '{limited}';\n"
+        "            }\n"
+        f"            return 403 {_error_body(403, answers, 403)};\n"
+        "        }"
+    )
+
+
 def openai_error(status: int, message: str, kind: str, param: str | None = None) -> str:
     """An error body as OpenAI sends it, quoted for an nginx `return` string."""
     body = json.dumps({"error": {"message": message, "type": kind, "param": param, "code": status}})
@@ -108,12 +127,16 @@ def nginx_conf(door: Door, header: str) -> str:
     pages = "\n".join(
         f"        location = /_error/{status} {{ internal; return {code} {_error_body(code, answers, status)}; }}"
         for status, code in sorted(shown.items())
+        if status != RATE_REFUSAL
     )
+    pages += "\n" + _rate_refusal_page(answers)
     no_backend = openai_error(503, NO_BACKEND, "service_unavailable")
     pages += f"\n        location = /_error/{NO_BACKEND_PAGE} {{ internal; return 503 {no_backend}; }}"
     # `=code`: without it nginx keeps the first status (a 500 would stay a 500 under a 503's body).
+    # The 403 page answers with its own status (`=` without a code): 429 where the key check said so.
     error_pages = "\n".join(
-        f"        error_page {status} ={code} /_error/{status};" for status, code in sorted(shown.items())
+        f"        error_page {status} ={'' if status == RATE_REFUSAL else code} /_error/{status};"
+        for status, code in sorted(shown.items())
     )
     # Only these statuses are answered by the door on the router lane (error_page in a location replaces the
     # server's, and with proxy_intercept_errors each one listed is taken from the router).
@@ -172,6 +195,12 @@ http {{
         router $fleet_backend_auth;
         default $http_authorization;
     }}
+    # Whether the key check is for a completion, which a limited key's rpm counts ($request_uri is the client's
+    # own in the check's subrequest).
+    map $request_uri $fleet_completion {{
+        "~^/(v1/)?({data_tails})(\\?.*)?$" 1;
+        default 0;
+    }}
 
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -199,6 +228,7 @@ http {{
             proxy_set_header Content-Length "";
             proxy_set_header Transfer-Encoding "";
             proxy_set_header Connection "";           # keep-alive: headers set here replace the http block's
+            proxy_set_header X-Fleet-Completion $fleet_completion;
             proxy_buffering on;                       # a cached answer needs a buffered one
             proxy_cache keys;
             proxy_cache_key $http_authorization;      # one answer per key
@@ -211,6 +241,10 @@ http {{
             auth_request /_auth;
             auth_request_set $fleet_lane $upstream_http_x_fleet_lane;
             auth_request_set $fleet_backend_auth $upstream_http_x_fleet_backend_auth;
+            auth_request_set $fleet_key $upstream_http_x_fleet_key;
+            auth_request_set $fleet_refusal $upstream_http_x_fleet_refusal;
+            auth_request_set $fleet_retry_after $upstream_http_x_fleet_retry_after;
+            auth_request_set $fleet_message $upstream_http_x_fleet_message;
             if ($request_method != POST) {{ return 405; }}
             rewrite ^/(v1/)?(.*)$ /v1/$2 break;  # the router serves /v1 only
             # On to the key's lane: try_files runs after the key check (access phase), so the lane is known.
@@ -226,6 +260,9 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header Authorization $lane_authorization;
+            # A user's key by name and models, for the backends' guard (one of the headers SMG passes on); the
+            # master key sends none. Set here, so no client's own value passes.
+            proxy_set_header X-Correlation-Id $fleet_key;
             # The router's own 5xx name a backend's address (a 500 when it could not reach one, before its health
             # checks mark it down): the door answers them, as a 503 that names none. Its 4xx and its 503 (no
             # backend up) pass as they are.

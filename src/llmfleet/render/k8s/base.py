@@ -284,8 +284,9 @@ def _postgres_network_policy() -> dict[str, object]:
 
 
 def _gateway_network_policy() -> dict[str, object]:
-    """LiteLLM answers its door and Prometheus only: a client never reaches it around the door's checks."""
-    return _admit_only(GATEWAY, GATEWAY, (DOOR,), gateway.CONTAINER_PORT)
+    """LiteLLM answers its door, the vLLM servers (their guards' usage reports, with the backends' key) and Prometheus
+    only: a client never reaches it around the door's checks."""
+    return _admit_only(GATEWAY, GATEWAY, (DOOR, "vllm"), gateway.CONTAINER_PORT)
 
 
 def _network_policy() -> dict[str, object]:

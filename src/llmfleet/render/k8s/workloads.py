@@ -47,6 +47,8 @@ from llmfleet.render.k8s.common import (
 )
 from llmfleet.render.k8s.converter import converter_container, converter_name
 
+GATEWAY_URL = f"http://gateway:{gateway.CONTAINER_PORT}"  # LiteLLM's Service, for the guard's usage reports
+
 
 def topology(pool: cluster.Pool, workloads: list[Workload]) -> Topology:
     """Addresses inside the namespace: each replica's name under its headless Service, for every server of the
@@ -92,7 +94,7 @@ def workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: l
         {"name": "PYTHONPATH", "value": CONTAINER_GUARD_DIR},  # the backend guard, and its caps from the plan
         {"name": SERVER_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},  # the gateway's id of it
     ]
-    env_vars += [{"name": k, "value": v} for k, v in (NO_USAGE_STATS | guard_env(w.server)).items()]
+    env_vars += [{"name": k, "value": v} for k, v in (NO_USAGE_STATS | guard_env(w.server, GATEWAY_URL)).items()]
     mounts: list[dict[str, object]] = [
         {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - vLLM's, in its pod
         {"name": "guard", "mountPath": CONTAINER_GUARD_DIR, "readOnly": True},
