@@ -197,11 +197,12 @@ def listed(conn: psycopg.Connection[Any]) -> list[Key]:
     return [_key(r) for r in conn.execute("SELECT * FROM llmfleet_keys ORDER BY name").fetchall()]
 
 
-def record_usage(conn: psycopg.Connection[Any], name: str, prompt_tokens: int, completion_tokens: int) -> None:
+def record_usage(conn: psycopg.Connection[Any], name: str, prompt_tokens: int, completion_tokens: int,
+                 requests: int = 1) -> None:  # fmt: skip
     conn.execute(
-        "UPDATE llmfleet_keys SET requests = requests + 1, prompt_tokens = prompt_tokens + %s,"
+        "UPDATE llmfleet_keys SET requests = requests + %s, prompt_tokens = prompt_tokens + %s,"
         " completion_tokens = completion_tokens + %s, last_used_at = now() WHERE name = %s",
-        (prompt_tokens, completion_tokens, name),
+        (requests, prompt_tokens, completion_tokens, name),
     )
 
 

@@ -51,7 +51,7 @@ class UsageRecorder(CustomLogger):
 
 USAGE_ROUTE = "/fleet/usage"  # the backends' guards post a user's usage here (LLMFLEET_USAGE_URL)
 WINDOW_S = 60  # requests and tokens per minute, as LiteLLM's limiter counts them: a fixed window per minute
-MAX_REPORTED_TOKENS = 1 << 24  # more than any answer holds: a report over it is refused, not counted
+MAX_REPORTED_TOKENS = 1 << 24  # more than a backend makes in a report's second: a report over it is refused
 
 
 class Windows:
@@ -109,7 +109,8 @@ def retry_after_s() -> int:
 
 
 async def usage_report(request: Request) -> Response:
-    """A backend's report of a user's answered completion: its tokens this minute, and its totals in PostgreSQL."""
+    """A backend's report of users' answered completions (`{"usage": [{key, requests, prompt_tokens,
+    completion_tokens}, ...]}`): their tokens this minute, and their totals in PostgreSQL."""
     sent = request.headers.get("authorization", "").encode()
     backend_key = os.environ.get("VLLM_API_KEY", "")
     if not backend_key or not secrets.compare_digest(sent, f"Bearer {backend_key}".encode()):
@@ -117,28 +118,32 @@ async def usage_report(request: Request) -> Response:
                                        "type": "authentication_error", "param": None, "code": 401}},
                             status_code=401)  # fmt: skip
     try:
-        report = await request.json()
-        name = str(report["key"])
-        tokens = [int(report[field]) for field in ("prompt_tokens", "completion_tokens")]
-        if not all(0 <= t <= MAX_REPORTED_TOKENS for t in tokens):
-            raise ValueError("token counts out of range")
+        rows = [_usage_row(row) for row in (await request.json())["usage"]]
     except (ValueError, KeyError, TypeError) as problem:
-        return JSONResponse({"error": {"message": f"A usage report needs key, prompt_tokens and completion_tokens "
-                                       f"({problem}).", "type": "invalid_request_error", "param": None,
-                                       "code": 400}}, status_code=400)  # fmt: skip
-    await WINDOWS.charge(name, sum(tokens))
-    if os.environ.get("LLMFLEET_KEYS_DSN"):
-        try:
-            await asyncio.to_thread(_record, name, *tokens)
-        except Exception as problem:  # the database restarting: the minute's window still counted it
-            verbose_proxy_logger.warning("usage of key %s not recorded: %s", name, problem)
+        return JSONResponse({"error": {"message": "A usage report is {\"usage\": [{key, requests, prompt_tokens, "
+                                       f"completion_tokens}}, ...]}} ({problem}).", "type": "invalid_request_error",
+                                       "param": None, "code": 400}}, status_code=400)  # fmt: skip
+    for name, requests, prompt_tokens, completion_tokens in rows:
+        await WINDOWS.charge(name, prompt_tokens + completion_tokens)
+        if os.environ.get("LLMFLEET_KEYS_DSN"):
+            try:
+                await asyncio.to_thread(_record, name, prompt_tokens, completion_tokens, requests)
+            except Exception as problem:  # the database restarting: the minute's window still counted it
+                verbose_proxy_logger.warning("usage of key %s not recorded: %s", name, problem)
     return Response(status_code=204)
 
 
-def _record(name: str, prompt_tokens: int, completion_tokens: int) -> None:
+def _usage_row(row: dict[str, Any]) -> tuple[str, int, int, int]:
+    counts = [int(row[field]) for field in ("requests", "prompt_tokens", "completion_tokens")]
+    if not all(0 <= c <= MAX_REPORTED_TOKENS for c in counts):
+        raise ValueError("counts out of range")
+    return str(row["key"]), *counts
+
+
+def _record(name: str, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> None:
     import keystore  # imports psycopg, which only a fleet with a key store needs
 
-    keystore.SHARED.run(lambda conn: keystore.record_usage(conn, name, prompt_tokens, completion_tokens))
+    keystore.SHARED.run(lambda conn: keystore.record_usage(conn, name, prompt_tokens, completion_tokens, requests))
 
 
 recorder = UsageRecorder()
