@@ -205,18 +205,36 @@ async def _admit(request: Request, key: Any) -> Response | None:
     return Response(status_code=403, headers={**refusal, "X-Accel-Expires": "0"})
 
 
+class DoorCheckFirst:
+    """The door's key check, answered before LiteLLM's own middleware and routing: it is asked once per request of
+    a limited key (the door cannot cache those), and LiteLLM's stack costs ~3 ms of CPU a request, this ~0.5 ms."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == DOOR_CHECK and scope.get("method") == "GET":
+            response = await door_check(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def _serve_door_check() -> None:
-    """LiteLLM loads this file at startup, in each worker: add the door's key check and the backends' usage reports
-    to its app there."""
+    """LiteLLM loads this file at startup, in each worker: put the door's key check in front of its app, and add
+    the backends' usage reports to its routes."""
     try:
         from litellm.proxy.proxy_server import app
     except ImportError:  # imported outside the proxy (tests of the functions above)
         return
     import usage
 
-    for path, handler, method in ((DOOR_CHECK, door_check, "GET"), (usage.USAGE_ROUTE, usage.usage_report, "POST")):
-        if not any(getattr(route, "path", None) == path for route in app.routes):
-            app.add_api_route(path, handler, methods=[method], include_in_schema=False)
+    if not any(getattr(route, "path", None) == usage.USAGE_ROUTE for route in app.routes):
+        app.add_api_route(usage.USAGE_ROUTE, usage.usage_report, methods=["POST"], include_in_schema=False)
+    if app.middleware_stack is None:  # not started yet: Starlette builds the stack with it
+        app.add_middleware(DoorCheckFirst)
+    elif not isinstance(app.middleware_stack, DoorCheckFirst):  # started (LiteLLM loads its config at startup)
+        app.middleware_stack = DoorCheckFirst(app.middleware_stack)
 
 
 _serve_door_check()

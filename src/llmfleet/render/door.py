@@ -233,7 +233,8 @@ http {{
             proxy_cache keys;
             proxy_cache_key $http_authorization;      # one answer per key
             proxy_cache_valid 200 {AUTH_CACHE_S}s;               # only acceptance is cached: a bad key is asked again
-            proxy_cache_lock on;                      # a burst with a new key asks LiteLLM once
+            # No proxy_cache_lock: a limited key's answer is never cached (X-Accel-Expires: 0), and under the lock its
+            # concurrent requests would ask LiteLLM one after the other. A burst with a new key asks it once each.
             proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
         }}
 
