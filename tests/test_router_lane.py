@@ -181,6 +181,23 @@ def test_a_users_tokens_on_the_router_are_counted_limited_and_in_prometheus(lane
         time.sleep(2)
 
 
+def test_a_users_usage_on_the_router_reaches_the_gateway_dashboards_keys_row(lane: Stack) -> None:
+    """The "Keys" row reads the recording rules, which add the backends' per-key series to LiteLLM's."""
+    key = create_key(lane, "router-panel")
+    ask = {"model": MODEL, "messages": HI, "max_tokens": 4}
+    panels = (
+        'key:gateway_requests:rate5m{key="router-panel"}',
+        'key:gateway_completion_tokens:rate5m{key="router-panel"}',
+    )
+    deadline = time.monotonic() + 120
+    # rate() needs a sample before and after an increase: the series appear with the first answer a backend counts,
+    # so requests go on (one a round) until both rules show the key.
+    while min(_value(lane, panel) for panel in panels) <= 0:
+        assert time.monotonic() < deadline, f"after 120 s: {[(p, _value(lane, p)) for p in panels]}"
+        assert post(lane, ask, key=key).status_code == 200
+        time.sleep(3)
+
+
 def listed(stack: Stack) -> dict[str, dict]:
     result = stack.cli("keys", "list", "--json", timeout=60)
     assert result.returncode == 0, result.stderr
