@@ -172,7 +172,8 @@ async def door_check(request: Request) -> Response:
         else:
             key = await _valid_stored_key(api_key)  # LiteLLM checks the route and the model on the request itself
             named = f"{KEY_TAG}{key.name};models={','.join(key.models)}"
-            if router and len(named) <= KEY_HEADER_MAX:
+            # A metrics key's completions go to LiteLLM, which refuses them (403): the router knows no scopes.
+            if router and key.scope != "metrics" and len(named) <= KEY_HEADER_MAX:
                 refused = await _admit(request, key)
                 if refused is not None:
                     return refused
@@ -192,7 +193,7 @@ async def door_check(request: Request) -> Response:
 
 async def _admit(request: Request, key: Any) -> Response | None:
     """A user's completion on the router lane, counted against its limits; the refusal to send, or None."""
-    if request.headers.get("x-fleet-completion") != "1" or key.scope == "metrics":
+    if request.headers.get("x-fleet-completion") != "1":
         return None  # only completions count (the door sends models and admin routes to LiteLLM, which limits them)
     import usage
 

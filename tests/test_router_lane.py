@@ -198,6 +198,26 @@ def test_a_users_usage_on_the_router_reaches_the_gateway_dashboards_keys_row(lan
         time.sleep(3)
 
 
+def test_prometheus_key_may_not_complete_on_the_router_lane(lane: Stack) -> None:
+    key = (lane.cli.run_dir / "secrets" / "gateway.key").read_text().strip()  # scope metrics (keys.py)
+    refused = post(lane, {"model": MODEL, "messages": HI, "max_tokens": 2}, key=key)
+    assert refused.status_code == 403, refused.text
+
+
+def test_only_the_backends_may_report_usage_and_only_in_its_shape(lane: Stack) -> None:
+    litellm = f"http://127.0.0.1:{lane.cli.port('LITELLM_PORT')}/fleet/usage"
+    report = {"usage": [{"key": "router-forged", "requests": 1, "prompt_tokens": 10**6, "completion_tokens": 0}]}
+    assert httpx.post(litellm, json=report, timeout=30).status_code == 401  # no key
+    user = create_key(lane, "router-forger")
+    assert httpx.post(litellm, json=report, headers={"Authorization": f"Bearer {user}"}, timeout=30).status_code == 401
+    backends = {"Authorization": f"Bearer {lane.cli.secrets['VLLM_API_KEY']}"}
+    bad = httpx.post(litellm, json={"usage": [{"key": "x", "requests": -1}]}, headers=backends, timeout=30)
+    assert bad.status_code == 400 and "usage" in bad.json()["error"]["message"]
+    master = {"Authorization": f"Bearer {lane.key}"}
+    through_door = httpx.post(lane.gateway + "/fleet/usage", json=report, headers=master, timeout=30)
+    assert through_door.status_code == 404  # the door does not serve it
+
+
 def listed(stack: Stack) -> dict[str, dict]:
     result = stack.cli("keys", "list", "--json", timeout=60)
     assert result.returncode == 0, result.stderr
