@@ -51,7 +51,7 @@ class UsageRecorder(CustomLogger):
 
 USAGE_ROUTE = "/fleet/usage"  # the backends' guards post a user's usage here (LLMFLEET_USAGE_URL)
 WINDOW_S = 60  # requests and tokens per minute, as LiteLLM's limiter counts them: a fixed window per minute
-MAX_REPORTED_TOKENS = 1 << 24  # more than a backend makes in a report's second: a report over it is refused
+MAX_REPORTED = 1 << 24  # more requests or tokens than a backend answers in a report's second: refused above it
 
 
 class Windows:
@@ -135,7 +135,7 @@ async def usage_report(request: Request) -> Response:
 
 def _usage_row(row: dict[str, Any]) -> tuple[str, int, int, int]:
     counts = [int(row[field]) for field in ("requests", "prompt_tokens", "completion_tokens")]
-    if not all(0 <= c <= MAX_REPORTED_TOKENS for c in counts):
+    if not all(0 <= c <= MAX_REPORTED for c in counts):
         raise ValueError("counts out of range")
     return str(row["key"]), *counts
 

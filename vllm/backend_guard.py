@@ -239,7 +239,7 @@ class UserKey:
             return None
         fields = dict(part.strip().partition("=")[::2] for part in value.split(";"))
         models = tuple(m for m in fields.get("models", "").split(",") if m)
-        return cls(fields.get("llmfleet-key", ""), models)
+        return cls(fields.get(KEY_TAG.removesuffix("="), ""), models)
 
     def check_model(self, request: dict[str, Any]) -> None:
         model = request.get("model")
