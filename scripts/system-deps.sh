@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # From Debian's packages: Prometheus and promtool (the native runner, the rule tests), Redis (the gateway
-# workers' shared state in the native runner), nginx (the gateway's front door in the native runner) and PostgreSQL
-# (the key store in the native runner).
+# workers' shared state in the native runner), nginx with its njs module (the gateway's front door in the native
+# runner) and PostgreSQL (the key store in the native runner).
 set -euo pipefail
+njs=/usr/lib/nginx/modules/ngx_http_js_module.so  # src/llmfleet/render/door.py JS_MODULE
 if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v redis-server >/dev/null \
-   && command -v nginx >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+   && command -v nginx >/dev/null && [ -e "$njs" ] && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null; then
-  echo "Prometheus, Redis, nginx or PostgreSQL is missing and this is not a Debian host: install prometheus," \
-       "promtool 2.x, redis-server, nginx and a PostgreSQL server yourself (POSTGRES_BIN_DIR names its bin folder)." >&2
+  echo "Prometheus, Redis, nginx, njs or PostgreSQL is missing and this is not a Debian host: install prometheus," \
+       "promtool 2.x, redis-server, nginx with njs ($njs) and a PostgreSQL server yourself (POSTGRES_BIN_DIR names" \
+       "its bin folder)." >&2
   exit 1
 fi
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -18,6 +20,7 @@ $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus redis-server >/dev/null
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
+[ -e "$njs" ] || missing+=(libnginx-mod-http-js)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   # Debian's nginx and PostgreSQL start a server (on ports 80 and 5432) as they install; ours run with their own

@@ -243,3 +243,70 @@ def test_the_master_keys_requests_are_passed_as_they_came() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     sent, seen = call_as_user(body, b"some-client-trace-id")  # no llmfleet-key=: not a user's key
     assert seen == body and sent[0]["status"] == 200
+
+
+def test_a_streams_headers_wait_for_its_first_chunk() -> None:
+    """A hung engine under a live API server sends a stream's headers and then nothing: held back, they leave the
+    door's first-byte timeout a silence to see (render/door.py)."""
+    order: list[str] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        order.append("vllm: headers sent, waiting on the engine")
+        await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", KEY)
+        guard = backend_guard.BackendGuard(app)
+
+    async def send(message: dict) -> None:
+        order.append(message["type"] + (f" {message['body']!r}" if "body" in message else ""))
+
+    for stream in (True, False):
+        order.clear()
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}).encode()
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                 "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+
+        async def receive(body: bytes = body) -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        asyncio.run(guard(scope, receive, send))
+        if stream:
+            assert order == ["vllm: headers sent, waiting on the engine", "http.response.start",
+                             "http.response.body b'data: {}\\n\\n'", "http.response.body b''"]  # fmt: skip
+        else:  # a whole answer is passed as it comes
+            assert order[:2] == ["http.response.start", "http.response.body b''"]
+
+
+def test_a_streams_headers_go_at_once_when_another_answer_shows_the_engine_alive() -> None:
+    """A stream queued behind live work is not silent for long: the door would take a queue for a hang."""
+    order: list[str] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await asyncio.sleep(0.1)
+        backend_guard.Progress.mark()  # another answer's chunk
+        await asyncio.sleep(3 * backend_guard.ENGINE_CHECK_S)
+        order.append("vllm: first token")
+        await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": False})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", KEY)
+        guard = backend_guard.BackendGuard(app)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        order.append(message["type"])
+
+    asyncio.run(guard(scope, receive, send))
+    assert order == ["http.response.start", "vllm: first token", "http.response.body"]

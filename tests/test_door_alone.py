@@ -2,7 +2,8 @@
 - with LiteLLM absent, what a client reads when the control plane is down or a header is too big (a closed port
   stands for a LiteLLM that died);
 - with a key check and a router that are small HTTP servers answering as gateway/auth.py and SMG do, what nginx
-  does with the check's answer: a rate refusal, and a user's key named to the router, which no client can forge."""
+  does with the check's answer: a rate refusal, and a user's key named to the router, which no client can forge;
+  and what it does with a router that stays silent: a stream sent again, a whole answer left to finish."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from conftest import free_ports
 from llmfleet.render import door as render_door
 from llmfleet.run.native.configs import door_workers_user
 
+ROOT = Path(__file__).resolve().parents[1]
+STREAM_FIRST_BYTE_S = 1  # the door's wait for a silent stream in these tests
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -35,9 +39,11 @@ def start_door(tmp_path: Path, litellm: int, router: int) -> tuple[str, subproce
         (tmp_path / name).mkdir()
         if user:
             shutil.chown(tmp_path / name, *user.split())
+    shutil.copyfile(ROOT / render_door.SCRIPT, tmp_path / render_door.SCRIPT.name)
     door = render_door.Door(
-        f"127.0.0.1:{listen}", f"127.0.0.1:{litellm}", f"127.0.0.1:{router}", str(tmp_path), max_body_mb=1, user=user
-    )
+        f"127.0.0.1:{listen}", f"127.0.0.1:{litellm}", f"127.0.0.1:{router}", str(tmp_path), max_body_mb=1,
+        script=str(tmp_path / render_door.SCRIPT.name), stream_first_byte_s=STREAM_FIRST_BYTE_S, user=user,
+    )  # fmt: skip
     (tmp_path / "nginx.conf").write_text(render_door.nginx_conf(door, "# test\n"))
     nginx = subprocess.Popen([NGINX, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -97,9 +103,12 @@ CHECKS = {  # the key check's answers, as gateway/auth.py door_check gives them
 
 
 class Recorder(BaseHTTPRequestHandler):
-    """The key check at /fleet/door-check (answers from CHECKS), the router anywhere else (echoes the headers)."""
+    """The key check at /fleet/door-check (answers from CHECKS), the router anywhere else: it echoes the headers,
+    after staying silent for `silent_s` seconds on each of the first `silent` requests (a hung backend), or answers
+    `status` with SMG's own body."""
 
     seen: list[dict[str, str]]
+    posts: list[dict[str, object]]
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers))
@@ -111,13 +120,20 @@ class Recorder(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        body = json.dumps(dict(self.headers)).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+        self.posts.append(request)
+        if len(self.posts) <= request.get("silent", 0):
+            time.sleep(request["silent_s"])
+        status = request.get("status", 200)
+        body = json.dumps(dict(self.headers) if status == 200 else SMG_ERROR).encode()
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a silent answer the door gave up on
 
     def log_message(self, *args: object) -> None:
         pass
@@ -125,13 +141,13 @@ class Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def door_with_router(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, str]]]]:
-    handler = type("Handler", (Recorder,), {"seen": []})
+    handler = type("Handler", (Recorder,), {"seen": [], "posts": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url, nginx = start_door(tmp_path, server.server_port, server.server_port)
     try:
-        yield url, handler.seen
+        yield url, handler.seen, handler.posts
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
@@ -139,13 +155,18 @@ def door_with_router(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, str]]
         server.server_close()
 
 
-def complete(url: str, key: str, **headers: str) -> httpx.Response:
-    return httpx.post(url + "/v1/chat/completions", json={"model": "m"}, timeout=10,
+# SMG's 503 with every backend out of rotation, as it words it.
+SMG_ERROR = {"error": {"type": "server_error", "code": "no_available_workers", "param": None,
+                       "message": "All workers are unavailable (circuit breaker open or unhealthy)"}}  # fmt: skip
+
+
+def complete(url: str, key: str, body: dict[str, object] | None = None, **headers: str) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json={"model": "m", **(body or {})}, timeout=10,
                       headers={"Authorization": key, **headers})  # fmt: skip
 
 
 def test_a_key_over_its_limit_is_a_429_with_retry_after_in_the_openai_shape(door_with_router: tuple) -> None:
-    url, seen = door_with_router
+    url, seen, _ = door_with_router
     response = complete(url, "Bearer limited")
     assert response.status_code == 429, response.text
     assert response.headers["retry-after"] == "17"
@@ -157,7 +178,7 @@ def test_a_key_over_its_limit_is_a_429_with_retry_after_in_the_openai_shape(door
 
 
 def test_the_router_gets_the_users_key_by_name_and_never_a_clients_own(door_with_router: tuple) -> None:
-    url, _ = door_with_router
+    url, _, _ = door_with_router
     forged = {"X-Correlation-Id": "llmfleet-key=someone-else;models="}
     answer = complete(url, "Bearer user", **forged)
     assert answer.status_code == 200, answer.text
@@ -168,10 +189,43 @@ def test_the_router_gets_the_users_key_by_name_and_never_a_clients_own(door_with
 
 
 def test_a_refusal_without_a_rate_limit_stays_a_403(door_with_router: tuple) -> None:
-    url, _ = door_with_router
+    url, _, _ = door_with_router
     CHECKS["Bearer refused"] = (403, {})
     try:
         response = complete(url, "Bearer refused")
     finally:
         del CHECKS["Bearer refused"]
     assert response.status_code == 403 and response.json()["error"]["type"] == "permission_error"
+
+
+def test_a_stream_its_backend_never_opens_is_sent_again_after_the_first_byte_timeout(door_with_router: tuple) -> None:
+    url, _, posts = door_with_router
+    start = time.monotonic()
+    answer = complete(url, "Bearer master", {"stream": True, "silent": 1, "silent_s": 4})
+    took = time.monotonic() - start
+    assert answer.status_code == 200, answer.text
+    assert len(posts) == 2 and posts[0] == posts[1]  # the same body, sent again
+    assert STREAM_FIRST_BYTE_S <= took < STREAM_FIRST_BYTE_S + 1.5, took
+
+
+def test_a_whole_answer_slower_than_the_stream_timeout_is_left_to_finish(door_with_router: tuple) -> None:
+    url, _, posts = door_with_router
+    answer = complete(url, "Bearer master", {"silent": 1, "silent_s": STREAM_FIRST_BYTE_S + 1.5})
+    assert answer.status_code == 200, answer.text
+    assert len(posts) == 1  # never sent twice: a whole answer says nothing until it is done
+
+
+def test_a_stream_silent_on_every_try_is_a_503_naming_no_backend(door_with_router: tuple) -> None:
+    url, _, posts = door_with_router
+    answer = complete(url, "Bearer master", {"stream": True, "silent": 9, "silent_s": 4})
+    assert answer.status_code == 503, answer.text
+    assert len(posts) == render_door.STREAM_TRIES
+    error = answer.json()["error"]
+    assert error["type"] == "service_unavailable" and "No backend of this model answered" in error["message"]
+
+
+def test_the_routers_own_503_is_answered_in_the_doors_words(door_with_router: tuple) -> None:
+    url, _, _ = door_with_router
+    answer = complete(url, "Bearer master", {"status": 503})
+    assert answer.status_code == 503, answer.text
+    assert "llmfleet status" in answer.json()["error"]["message"]  # what to do, not SMG's "circuit breaker"

@@ -10,6 +10,10 @@ vLLM's `--api-key` guards only some path prefixes (/v1 among them): `/invocation
   the wrong type and malformed `messages` (400, naming the field): `check_fields`, which the LiteLLM gateway's guard
   (gateway/guard.py) calls too, so every path to a backend answers bad input with the same words.
 Every completion's answer names the server in `x-fleet-backend` (LLMFLEET_SERVER_NAME), whichever lane it took.
+A stream's headers are held until its first chunk (its first token), or until another answer of this server sends
+a chunk (the engine is alive; this stream waits in its queue): a stream on a hung engine then says nothing, and the
+front door's first-byte timeout sends it again elsewhere, whether the whole process hangs or only its engine does
+(render/door.py).
 
 On the router lane a user's key reaches here by name only: the front door puts `llmfleet-key=NAME;models=A,B` in
 `x-correlation-id`, one of the few headers SMG passes on (the door sets it on every router request, so no client's
@@ -33,6 +37,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
@@ -62,6 +67,7 @@ KEY_HEADER = b"x-correlation-id"  # carries the user's key name through SMG (ren
 KEY_TAG = "llmfleet-key="
 USAGE_REPORT_TIMEOUT_S = 2
 USAGE_REPORT_EVERY_S = 1.0  # a key's tokens reach its tpm window this late at most
+ENGINE_CHECK_S = 0.25  # how often a held stream looks for another answer's progress
 log = logging.getLogger("llmfleet.backend_guard")
 
 
@@ -195,12 +201,13 @@ class BackendGuard:
             await _answer(scope, send, refusal)
             return
         named = _named(send, self.name) if self.name else send
-        if user is None:
-            await self.app(scope, _replay(body, receive), named)
-            return
-        meter = Meter(user, str(request.get("model", "")), named)
-        await self.app(scope, _replay(body, receive), meter.send)
-        if meter.usage is not None:
+        meter = None if user is None else Meter(user, str(request.get("model", "")), named)
+        app_send = named if meter is None else meter.send
+        if request.get("stream") is True:
+            await StreamOpener().run(self.app, scope, _replay(body, receive), app_send)
+        else:
+            await self.app(scope, _replay(body, receive), _with_progress(app_send))
+        if meter is not None and meter.usage is not None:
             self.usage.add(user.name, meter.model, *meter.usage)
 
     def _check_key(self, scope: Scope) -> None:
@@ -382,6 +389,88 @@ def _named(send: Send, name: bytes) -> Send:
         await send(message)
 
     return named
+
+
+class Progress:
+    """When this server last sent a chunk of any answer: proof that its engine is alive."""
+
+    last = 0.0
+
+    @classmethod
+    def mark(cls) -> None:
+        cls.last = time.monotonic()
+
+
+def _with_progress(send: Send) -> Send:
+    """`send`, marking Progress with each chunk of an answer that succeeded (an error proves nothing of the engine)."""
+    ok = False
+
+    async def marking(message: Message) -> None:
+        nonlocal ok
+        if message["type"] == "http.response.start":
+            ok = message["status"] == 200
+        elif ok and message.get("body"):
+            Progress.mark()
+        await send(message)
+
+    return marking
+
+
+class StreamOpener:
+    """Runs vLLM for one streamed completion, holding the stream's headers until its first chunk, or until another
+    answer of this server sends one. vLLM sends a stream's headers as soon as it has read the prompt, so without this
+    a stream on a hung engine would look alive to the door; with it, a stream queued behind live work is not cut."""
+
+    def __init__(self) -> None:
+        self.held: Message | None = None
+        self.held_at = 0.0
+        self.ok = False  # a 200: its chunks are tokens
+        self.gone = False  # its client left
+        self.open = False
+        self.lock = asyncio.Lock()  # the headers go once, before any chunk, from whichever task opens them
+
+    async def run(self, app: App, scope: Scope, receive: Receive, send: Send) -> None:
+        self.downstream = send
+
+        async def watched() -> Message:
+            message = await receive()
+            self.gone = self.gone or message["type"] == "http.disconnect"
+            return message
+
+        answer = asyncio.ensure_future(app(scope, watched, self.send))
+        try:
+            while not self.open:
+                done, _ = await asyncio.wait({answer}, timeout=ENGINE_CHECK_S)
+                if done:
+                    break
+                if self.held is not None and Progress.last > self.held_at:
+                    async with self.lock:
+                        await self._open()
+            await answer
+        finally:
+            answer.cancel()  # a no-op once it is done
+
+    async def send(self, message: Message) -> None:
+        if self.open:
+            # Chunks sent after the client left are vLLM closing the stream it aborted (the door's first try of a
+            # stream on this hung engine), not tokens.
+            if self.ok and not self.gone and message.get("body"):
+                Progress.mark()
+            await self.downstream(message)
+            return
+        if message["type"] == "http.response.start":
+            self.held, self.held_at, self.ok = message, time.monotonic(), message["status"] == 200
+            return
+        if message["type"] == "http.response.body" and not message.get("body") and message.get("more_body"):
+            return  # an empty chunk is not a token
+        async with self.lock:
+            await self._open()
+        await self.send(message)
+
+    async def _open(self) -> None:
+        if not self.open and self.held is not None:
+            await self.downstream(self.held)
+            self.open = True
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

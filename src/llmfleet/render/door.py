@@ -13,6 +13,13 @@ Behind it, completions take one of two lanes, as the key check's answer says (`x
 LiteLLM, which keeps the keys, their limits and usage, the model groups and the admin routes; or the router (SMG,
 render/router.py), which streams straight from the backends, with the backends' key the check handed over. Their
 own errors pass through unchanged.
+
+On the router lane a stream that has sent nothing within its first-byte timeout is sent once more, to the router,
+which by then has taken the hung backend out (its health checks, a second apart). A live vLLM sends a stream's
+headers as soon as it has read the prompt, and the router keeps an open stream alive with a comment every second,
+so only a hung backend stays silent. A whole answer sends nothing until it is done: it keeps the long timeout. The
+door tells the two apart with one njs function (gateway/door.js), which reads `stream` from the body nginx has
+already read.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmfleet.plan.schema import Plan
 from llmfleet.render import HEADER
 from llmfleet.render.gateway import CONTAINER_PORT as LITELLM_CONTAINER_PORT
-from llmfleet.render.gateway import DOOR_CHECK
+from llmfleet.render.gateway import DOOR_CHECK, FIRST_TOKEN_TIMEOUT_S, first_token_timeout
 from llmfleet.render.router import CONTAINER_PORT as ROUTER_CONTAINER_PORT
 
 # How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.
@@ -36,6 +44,13 @@ STATE_FOLDERS = (*TEMP_FOLDERS.values(), KEY_CACHE_FOLDER)
 CONTAINER_PORT = 8080  # the door's port inside its container (unprivileged: it runs as a non-root user)
 CONTAINER_STATE_DIR = "/tmp"  # noqa: S108 - its pid, temp files and key cache: a private tmpfs of its container
 CONTAINER_CONFIG = Path("gateway/door.conf")  # rendered, committed: Compose mounts it, Kubernetes ships it
+SCRIPT = Path("gateway/door.js")  # hand-written, shipped beside the config
+CONTAINER_CONFIG_DIR = "/etc/llmfleet"  # where Compose and Kubernetes mount both
+# njs, where Debian's libnginx-mod-http-js and the official nginx image both put it.
+JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+# The router lane's tries of a silent stream, with the router listed as often so nginx has a peer for each. A hung
+# engine under a live API server looks idle to the router, which may pick it again: a third try makes that rare.
+STREAM_TRIES = 3
 HOW_TO_AUTH = "Send `Authorization: Bearer <LITELLM_MASTER_KEY>`; the key is in .env.secrets on the gateway's host."
 # Routes served, by prefix; anything else is a 404 that lists them. Data routes are the OpenAI ones the guard
 # checks; the rest are LiteLLM's health, metrics and admin routes (each needs the key, as before).
@@ -52,6 +67,8 @@ class Door:
     router: str  # host:port of the router (SMG)
     state_dir: str  # pid file, temp files and the key cache
     max_body_mb: float
+    script: str  # gateway/door.js, where nginx reads it
+    stream_first_byte_s: int  # a stream silent this long on the router lane is sent again
     user: str | None = None  # workers' user, where nginx starts as root (native runner run by root)
 
 
@@ -59,7 +76,13 @@ class Door:
 NO_BACKEND_PAGE = "no-backend"
 NO_BACKEND = ("No backend of this model answered: each one refused the request, dropped it or took too long. Retry "
               "in a few seconds; `llmfleet status` shows which server is down.")  # fmt: skip
-ROUTER_ERRORS = {500: (503, NO_BACKEND_PAGE), 502: (502, "502"), 504: (503, NO_BACKEND_PAGE)}
+# Its own 503 (every backend out, or shedding load) speaks of circuit breakers: the door's says what to do.
+ROUTER_ERRORS = {
+    500: (503, NO_BACKEND_PAGE),
+    502: (502, "502"),
+    503: (503, NO_BACKEND_PAGE),
+    504: (503, NO_BACKEND_PAGE),
+}
 
 
 # A user's key over its rpm or tpm on the router lane: auth_request passes on only a 401 or a 403, so the key check
@@ -118,6 +141,22 @@ def _error_body(code: int, answers: dict[int, tuple[str, str]], status: int) -> 
     return openai_error(code, *answers[code if status == 494 else status])
 
 
+def _router_proxy(router_error_pages: str) -> str:
+    """What both router locations say: the backends' key, the key's name for the guard, the router's errors."""
+    return f"""            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header Authorization $lane_authorization;
+            # A user's key by name and models, for the backends' guard (one of the headers SMG passes on); the
+            # master key sends none. Set here, so no client's own value passes.
+            proxy_set_header X-Correlation-Id $fleet_key;
+            # The router's own 5xx name a backend's address (a 500 when it could not reach one, before its health
+            # checks mark it down) or speak its jargon (its 503): the door answers them, as a 503 that names none.
+            # Its 4xx pass as they are.
+            proxy_intercept_errors on;
+{router_error_pages}
+            proxy_pass http://router;"""
+
+
 def nginx_conf(door: Door, header: str) -> str:
     state = door.state_dir
     answers = errors(door.max_body_mb)
@@ -149,8 +188,11 @@ def nginx_conf(door: Door, header: str) -> str:
         "|".join(r.lstrip("/") for r in routes) for routes in (MODEL_ROUTES, ADMIN_PREFIXES, ADMIN_ROUTES)
     )
     user = f"user {door.user};\n" if door.user else ""
+    router_peers = "\n".join(f"        server {door.router} max_fails=0;" for _ in range(STREAM_TRIES))
+    router_proxy = _router_proxy(router_error_pages)
     temp_paths = "\n".join(f"    {kind}_temp_path {state}/{folder};" for kind, folder in TEMP_FOLDERS.items())
-    return f"""{header}{user}worker_processes 1;  # one core relays tens of thousands of chunks a second
+    return f"""{header}{user}load_module {JS_MODULE};
+worker_processes 1;  # one core relays tens of thousands of chunks a second
 daemon off;
 pid {state}/nginx.pid;
 error_log stderr warn;
@@ -161,6 +203,7 @@ http {{
                     '${{request_time}}s upstream=${{upstream_response_time}}s';
     access_log /dev/stdout door;
     server_tokens off;
+    js_import fleet from {door.script};
     default_type application/json;
 
     # Bounds on what a client may send, checked before anything is passed on.
@@ -183,7 +226,7 @@ http {{
         keepalive 64;
     }}
     upstream router {{
-        server {door.router} max_fails=0;
+{router_peers}
         keepalive 256;
     }}
     # A completion's lane, from the key check's answer: the router gets the backends' key, never the client's.
@@ -257,19 +300,18 @@ http {{
             proxy_set_header Host $host;
             proxy_pass http://litellm;
         }}
-        location @router {{
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header Authorization $lane_authorization;
-            # A user's key by name and models, for the backends' guard (one of the headers SMG passes on); the
-            # master key sends none. Set here, so no client's own value passes.
-            proxy_set_header X-Correlation-Id $fleet_key;
-            # The router's own 5xx name a backend's address (a 500 when it could not reach one, before its health
-            # checks mark it down): the door answers them, as a 503 that names none. Its 4xx and its 503 (no
-            # backend up) pass as they are.
-            proxy_intercept_errors on;
-{router_error_pages}
-            proxy_pass http://router;
+        # The router lane, by whether the client asked for a stream (gateway/door.js).
+        location @router {{ js_content fleet.lane; }}
+        location @router_whole {{
+{router_proxy}
+        }}
+        location @router_stream {{
+            # Silent this long: the backend is hung (a live one sends a stream's headers at once, and the router a
+            # comment every second after). The router has taken it out by then, so try once more.
+            proxy_read_timeout {door.stream_first_byte_s}s;
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries {STREAM_TRIES};
+{router_proxy}
         }}
         location ~ ^/({models})(/[^/]+)?$ {{
             auth_request /_auth;
@@ -297,6 +339,11 @@ http {{
 """
 
 
+def stream_first_byte_timeout(plan: Plan) -> int:
+    """The plan's longest first-token timeout: a stream waits as long on the router lane as on LiteLLM's."""
+    return max(first_token_timeout(plan, model) for model in plan.model_groups())
+
+
 def container_conf(max_body_mb: float) -> str:
     """The door in a container (Compose, Kubernetes): LiteLLM is the service named gateway, SMG router; nginx runs as a
     non-root user on an unprivileged port, with its state on a tmpfs."""
@@ -306,6 +353,9 @@ def container_conf(max_body_mb: float) -> str:
         router=f"router:{ROUTER_CONTAINER_PORT}",
         state_dir=CONTAINER_STATE_DIR,
         max_body_mb=max_body_mb,
+        script=f"{CONTAINER_CONFIG_DIR}/{SCRIPT.name}",
+        # One config for every plan's containers: the longest wait of any device's models.
+        stream_first_byte_s=max(FIRST_TOKEN_TIMEOUT_S.values()),
     )
     # Its one setting is GATEWAY_MAX_BODY_MB; the rest is this module's.
     return nginx_conf(door, HEADER.format(source=".env"))

@@ -18,12 +18,21 @@ from llmfleet.plan.serving import BACKEND_MAX_BODY_MB
 CONTAINER_PORT = 4002  # its port inside its container (Compose service `router`, Kubernetes Service `router`)
 CONTAINER_METRICS_PORT = 4003
 LAUNCHER = "launch.py"  # router/launch.py: every runner ships it beside nothing else
-# How often the engines' load is read, and how fast a backend that stops answering /health is taken out: two
-# failed checks 2 s apart (the LiteLLM lane's health checks take 5-15 s).
+# How often the engines' load is read, and how fast a backend that stops answering /health is taken out: one
+# check a second late, so within 2 s, before the door sends a silent stream again (render/door.py; the LiteLLM lane's
+# health checks take 5-15 s). A live vLLM answers /health from its API server, never behind the engine's work.
 LOAD_POLL_S = 1
-HEALTH_INTERVAL_S = 2
-HEALTH_FAILURES = 2
-HEALTH_TIMEOUT_S = 2
+HEALTH_INTERVAL_S = 1
+HEALTH_FAILURES = 1
+HEALTH_TIMEOUT_S = 1
+# A backend with requests in flight that has sent no token for this long, while its queue grows, gets no new ones
+# until it sends one (SMG stretches the bound by the prefill its prompts still need). Its health checks pass when
+# only its engine hangs (vLLM's API server answers /health), so this is what keeps the door's second try of a silent
+# stream off it.
+WORKER_WEDGE_S = 1
+# An open stream that waits on the engine (a long prefill, a queue) carries an SSE comment every second, so the door
+# hears from it and cuts only a stream that never opened. Clients skip comments, as the SSE spec says.
+SSE_KEEPALIVE_S = 1
 REQUEST_TIMEOUT_S = 600  # a whole completion, as the LiteLLM lane allows (gateway/config.yaml)
 
 
@@ -41,6 +50,8 @@ def arguments(backends: list[str], host: str, port: int, metrics_host: str, metr
         "--health-failure-threshold", str(HEALTH_FAILURES),
         "--health-check-timeout-secs", str(HEALTH_TIMEOUT_S),
         "--request-timeout-secs", str(REQUEST_TIMEOUT_S),
+        "--sse-keepalive-secs", str(SSE_KEEPALIVE_S),
+        "--worker-wedge-secs", str(WORKER_WEDGE_S),
         # The door refuses bodies over GATEWAY_MAX_BODY_MB first; this is the backends' own bound.
         "--max-payload-size", str(BACKEND_MAX_BODY_MB * 2**20),
         "--prometheus-host", metrics_host,

@@ -337,7 +337,7 @@ def base_files(root: Path, env: dict[str, str]) -> dict[Path, str]:
         configMapGenerator=[
             # gateway/config.yaml, auth.py ... as they are; each overlay adds its models.yaml.
             {"name": GATEWAY_CONFIG, "files": list(gateway.GATEWAY_FILES)},
-            {"name": DOOR_CONFIG, "files": [door.CONTAINER_CONFIG.name]},
+            {"name": DOOR_CONFIG, "files": [door.CONTAINER_CONFIG.name, door.SCRIPT.name]},
         ],
     )
     vllm_component = kustomize("Component", configMapGenerator=[{"name": GUARD_CONFIG, "files": [BACKEND_GUARD]}])

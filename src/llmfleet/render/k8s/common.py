@@ -64,7 +64,7 @@ DOOR = "door"
 
 DOOR_CONFIG = "door-config"
 
-DOOR_CONFIG_DIR = "/etc/llmfleet"
+DOOR_CONFIG_DIR = "/etc/llmfleet"  # door.CONTAINER_CONFIG_DIR, as in gateway/compose.yaml
 
 ROUTER = "router"  # SMG's Deployment and Service (render/router.py)
 ROUTER_LAUNCHER = "router-launcher"  # router/launch.py

@@ -18,8 +18,8 @@ from llmfleet.run.native.services import HOST, topology
 from llmfleet.settings import Settings
 
 
-def write_door_config(settings: Settings) -> None:
-    """The door's config and its private state folder (temp files, the key cache)."""
+def write_door_config(plan: Plan, settings: Settings, root: Path) -> None:
+    """The door's config, its script and its private state folder (temp files, the key cache)."""
     folder = settings.run_dir / "door"
     user = door_workers_user(folder)
     folder.mkdir(mode=0o711 if user else 0o700, parents=True, exist_ok=True)
@@ -29,8 +29,12 @@ def write_door_config(settings: Settings) -> None:
         router=f"{HOST}:{settings.ROUTER_PORT}",
         state_dir=str(folder),
         max_body_mb=settings.GATEWAY_MAX_BODY_MB,
+        script=str(folder / render_door.SCRIPT.name),
+        stream_first_byte_s=render_door.stream_first_byte_timeout(plan),
         user=user,
     )
+    # Copied, like LiteLLM's files, so editing gateway/ never changes a running door.
+    shutil.copyfile(root / render_door.SCRIPT, folder / render_door.SCRIPT.name)
     config = folder / "nginx.conf"
     config.touch(mode=0o600)
     config.write_text(render_door.nginx_conf(door, "# Written by llmfleet up (src/llmfleet/render/door.py).\n"))
@@ -68,7 +72,7 @@ def write_configs(plan: Plan, settings: Settings, root: Path, secrets: dict[str,
     launcher = Path("router") / render_router.LAUNCHER
     files[run_dir / launcher] = (root / launcher).read_text(encoding="utf-8")
     write_files(files)
-    write_door_config(settings)
+    write_door_config(plan, settings, root)
     write_redis_config(run_dir / "redis", settings.REDIS_PORT, secrets["REDIS_PASSWORD"])
     key = run_dir / "secrets" / "gateway.key"  # Prometheus' key for the gateway's /metrics, issued once the key
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # database runs (keys.py); empty until then
