@@ -468,8 +468,9 @@ class StreamOpener:
         await self.send(message)
 
     async def _open(self) -> None:
-        if not self.open and self.held is not None:
-            await self.downstream(self.held)
+        if not self.open:
+            if self.held is not None:  # always, from vLLM: its headers come first
+                await self.downstream(self.held)
             self.open = True
 
 

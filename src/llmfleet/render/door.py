@@ -14,12 +14,12 @@ LiteLLM, which keeps the keys, their limits and usage, the model groups and the 
 render/router.py), which streams straight from the backends, with the backends' key the check handed over. Their
 own errors pass through unchanged.
 
-On the router lane a stream that has sent nothing within its first-byte timeout is sent once more, to the router,
-which by then has taken the hung backend out (its health checks, a second apart). A live vLLM sends a stream's
-headers as soon as it has read the prompt, and the router keeps an open stream alive with a comment every second,
-so only a hung backend stays silent. A whole answer sends nothing until it is done: it keeps the long timeout. The
-door tells the two apart with one njs function (gateway/door.js), which reads `stream` from the body nginx has
-already read.
+On the router lane a stream that has sent nothing within its first-byte timeout is sent to the router again, up to
+STREAM_TRIES tries in all; by then the router has taken a frozen backend out (its health checks, a second apart). A
+live backend sends a stream's headers once its engine shows progress (vllm/backend_guard.py holds them until then),
+and the router keeps an open stream alive with a comment every second, so only a hung backend stays silent. A whole
+answer sends nothing until it is done: it keeps the long timeout. The door tells the two apart with one njs
+function (gateway/door.js), which reads `stream` from the body nginx has already read.
 """
 
 from __future__ import annotations
@@ -306,8 +306,8 @@ http {{
 {router_proxy}
         }}
         location @router_stream {{
-            # Silent this long: the backend is hung (a live one sends a stream's headers at once, and the router a
-            # comment every second after). The router has taken it out by then, so try once more.
+            # Silent this long: the backend is hung (a live one sends a stream's headers once its engine shows
+            # progress, and the router a comment every second after). Try again: the router avoids it by then.
             proxy_read_timeout {door.stream_first_byte_s}s;
             proxy_next_upstream error timeout non_idempotent;
             proxy_next_upstream_tries {STREAM_TRIES};

@@ -10,7 +10,7 @@ import yaml
 from dotenv import dotenv_values
 
 from llmfleet.errors import FleetError
-from llmfleet.render import HEADER, gateway
+from llmfleet.render import HEADER, door, gateway
 from llmfleet.yamltext import Dumper
 
 KUBERNETES = Path("kubernetes")
@@ -64,7 +64,7 @@ DOOR = "door"
 
 DOOR_CONFIG = "door-config"
 
-DOOR_CONFIG_DIR = "/etc/llmfleet"  # door.CONTAINER_CONFIG_DIR, as in gateway/compose.yaml
+DOOR_CONFIG_DIR = door.CONTAINER_CONFIG_DIR  # as in gateway/compose.yaml
 
 ROUTER = "router"  # SMG's Deployment and Service (render/router.py)
 ROUTER_LAUNCHER = "router-launcher"  # router/launch.py
