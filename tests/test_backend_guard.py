@@ -310,3 +310,60 @@ def test_a_streams_headers_go_at_once_when_another_answer_shows_the_engine_alive
 
     asyncio.run(guard(scope, receive, send))
     assert order == ["http.response.start", "vllm: first token", "http.response.body"]
+
+
+def test_a_stream_left_waiting_by_a_hung_engine_fails_health_until_any_answer_sends_a_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM's own /health says 200 while its API process runs, however long its engine hangs: the router would
+    send the door's next try of a silent stream to the same server. The guard answers 503 for it instead."""
+    monkeypatch.setattr(backend_guard.Progress, "last", 0.0)
+    monkeypatch.setattr(backend_guard.Progress, "waited_since", None)
+    engine = asyncio.Event()  # set: the engine sends the stream's first token
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/health":  # vLLM's own: its API process answers
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await engine.wait()
+        await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": False})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", KEY)
+        mp.setenv("LLMFLEET_ENGINE_HUNG_S", "0.5")
+        guard = backend_guard.BackendGuard(app)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+    async def ask(path: str) -> tuple[int, bytes]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET" if path == "/health" else "POST", "path": path,
+                 "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+        await guard(scope, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    async def main() -> tuple[list[int], str]:
+        seen = [(await ask("/health"))[0]]
+        stream = asyncio.ensure_future(ask("/v1/chat/completions"))
+        await asyncio.sleep(0.2)
+        seen.append((await ask("/health"))[0])  # waiting, but not yet for long
+        await asyncio.sleep(0.8)
+        status, answer = await ask("/health")
+        seen.append(status)
+        engine.set()  # its first token: the engine is alive after all
+        assert (await stream)[0] == 200
+        seen.append((await ask("/health"))[0])
+        return seen, json.loads(answer)["error"]["message"]
+
+    seen, message = asyncio.run(main())
+    assert seen == [200, 200, 503, 200]
+    assert "no token" in message and "out of rotation" in message

@@ -13,7 +13,11 @@ Every completion's answer names the server in `x-fleet-backend` (LLMFLEET_SERVER
 A stream's headers are held until its first chunk (its first token), or until another answer of this server sends
 a chunk (the engine is alive; this stream waits in its queue): a stream on a hung engine then says nothing, and the
 front door's first-byte timeout sends it again elsewhere, whether the whole process hangs or only its engine does
-(render/door.py).
+(render/door.py). A stream that waits LLMFLEET_ENGINE_HUNG_S (3/4 of the plan's first-token timeout) with no chunk of
+any answer of this server meanwhile marks the engine hung: /health answers 503 until an answer sends a chunk again,
+so the router (and Kubernetes' readiness probe) takes the server out, where vLLM's own /health says 200 as long as
+its API process runs, however long its engine hangs. What brings it back is the gateway's LiteLLM, whose health
+checks send every server a one-token completion every few seconds.
 
 On the router lane a user's key reaches here by name only: the front door puts `llmfleet-key=NAME;models=A,B` in
 `x-correlation-id`, one of the few headers SMG passes on (the door sets it on every router request, so no client's
@@ -68,6 +72,7 @@ KEY_TAG = "llmfleet-key="
 USAGE_REPORT_TIMEOUT_S = 2
 USAGE_REPORT_EVERY_S = 1.0  # a key's tokens reach its tpm window this late at most
 ENGINE_CHECK_S = 0.25  # how often a held stream looks for another answer's progress
+HEALTH_PATH = "/health"
 log = logging.getLogger("llmfleet.backend_guard")
 
 
@@ -174,6 +179,7 @@ class BackendGuard:
         self.max_tokens = int(_setting("LLMFLEET_MAX_TOKENS", 1 << 30))
         self.name = os.environ.get("LLMFLEET_SERVER_NAME", "").encode()
         self.usage = UsageSink(os.environ.get("LLMFLEET_USAGE_URL", ""), key)
+        self.hung_after = _setting("LLMFLEET_ENGINE_HUNG_S", 10)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -183,6 +189,9 @@ class BackendGuard:
         try:
             if not (path in OPEN_PATHS or path.startswith(KEYED_PREFIX)):
                 raise Refusal(404, f"{path} is not served here: this server answers the gateway only.")
+            if path == HEALTH_PATH and (hung := Progress.hung_for()) is not None:
+                raise Refusal(503, f"The engine has sent no token for {hung:.0f} s while a stream waited for its "
+                                   "first: out of rotation until it sends one.")  # fmt: skip
             route = ROUTES.get(path)
             if scope["type"] != "http" or scope.get("method") != "POST" or route is None:
                 await self.app(scope, receive, send)
@@ -204,7 +213,7 @@ class BackendGuard:
         meter = None if user is None else Meter(user, str(request.get("model", "")), named)
         app_send = named if meter is None else meter.send
         if request.get("stream") is True:
-            await StreamOpener().run(self.app, scope, _replay(body, receive), app_send)
+            await StreamOpener(self.hung_after).run(self.app, scope, _replay(body, receive), app_send)
         else:
             await self.app(scope, _replay(body, receive), _with_progress(app_send))
         if meter is not None and meter.usage is not None:
@@ -392,13 +401,27 @@ def _named(send: Send, name: bytes) -> Send:
 
 
 class Progress:
-    """When this server last sent a chunk of any answer: proof that its engine is alive."""
+    """When this server last sent a chunk of any answer: proof that its engine is alive; and since when a stream
+    has waited on it in vain (the engine is taken for hung until the next chunk)."""
 
     last = 0.0
+    waited_since: float | None = None
 
     @classmethod
     def mark(cls) -> None:
         cls.last = time.monotonic()
+
+    @classmethod
+    def waited_in_vain(cls, since: float) -> None:
+        if cls.waited_since is None or cls.last >= cls.waited_since:
+            cls.waited_since = since
+
+    @classmethod
+    def hung_for(cls) -> float | None:
+        """Seconds without a chunk since a stream began waiting in vain; None while the engine looks alive."""
+        if cls.waited_since is None or cls.last >= cls.waited_since:
+            return None
+        return time.monotonic() - cls.waited_since
 
 
 def _with_progress(send: Send) -> Send:
@@ -421,7 +444,9 @@ class StreamOpener:
     answer of this server sends one. vLLM sends a stream's headers as soon as it has read the prompt, so without this
     a stream on a hung engine would look alive to the door; with it, a stream queued behind live work is not cut."""
 
-    def __init__(self) -> None:
+    def __init__(self, hung_after: float) -> None:
+        self.hung_after = hung_after  # a wait this long with no chunk of any answer: the engine is hung
+        self.started = time.monotonic()
         self.held: Message | None = None
         self.held_at = 0.0
         self.ok = False  # a 200: its chunks are tokens
@@ -446,9 +471,16 @@ class StreamOpener:
                 if self.held is not None and Progress.last > self.held_at:
                     async with self.lock:
                         await self._open()
+                elif self._waited_in_vain():
+                    Progress.waited_in_vain(self.started)
             await answer
         finally:
             answer.cancel()  # a no-op once it is done
+
+    def _waited_in_vain(self) -> bool:
+        """Its client still waits, and no answer of this server has sent a chunk for `hung_after` since it began."""
+        waited = time.monotonic() - self.started
+        return not self.gone and 0 < self.hung_after <= waited and Progress.last < self.started
 
     async def send(self, message: Message) -> None:
         if self.open:
@@ -492,7 +524,7 @@ async def _answer(scope: Scope, send: Send, refusal: Refusal) -> None:
     if scope["type"] != "http":  # a websocket: refuse the handshake
         await send({"type": "websocket.close", "code": 1008})
         return
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 503: "server_error"}.get(
         refusal.status, "invalid_request_error"
     )
     body = json.dumps(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llmfleet.plan import synthetic
 from llmfleet.plan.catalog import Model
 from llmfleet.plan.schema import Server
 
@@ -21,6 +22,18 @@ USAGE_ROUTE = "/fleet/usage"
 BACKEND_MAX_BODY_MB = 16  # above the gateway's own limit (GATEWAY_MAX_BODY_MB): only what skipped it meets this
 # Every runner's vLLM servers send no usage statistics home (vLLM reports them to its developers by default).
 NO_USAGE_STATS = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+
+# How long a backend may take to send the first token of a short prompt before the gateway retries the request on
+# another (gateway/guard.py adds time for longer prompts). A GPU under load queues requests behind long prefills;
+# the CPU plan's synthetic model answers in a fraction of a second, so a frozen server is noticed within seconds; a
+# real model on two shared cores takes seconds to start an answer once requests queue (one backend down, every
+# request on the other), and a 2 s limit would take a healthy but busy server out of rotation.
+FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 15}
+SYNTHETIC_FIRST_TOKEN_TIMEOUT_S = 2
+# A stream that waits this share of it on a server whose answers send nothing meanwhile marks the engine hung: the
+# backend guard fails /health, so the router takes the server out, on CPU and GPUs before the door's next try of that
+# stream (the router checks health every second). Not less: a lone long prompt's prefill also sends nothing.
+HUNG_SHARE = 0.75
 
 MODELS_IN_CONTAINER = "/opt/llmfleet/models"  # the synthetic model in the image; converted ones mounted there
 
@@ -50,10 +63,17 @@ def vllm_args(server: Server, model: Model, *, model_path: str, host: str, port:
     return [*args, *model.vllm_args, *server.extra_args]
 
 
+def first_token_timeout_s(device: str, model: str) -> int:
+    """How long the gateway waits for a stream's first token from a server of `model` on `device` (cuda or cpu)."""
+    return SYNTHETIC_FIRST_TOKEN_TIMEOUT_S if model == synthetic.NAME else FIRST_TOKEN_TIMEOUT_S[device]
+
+
 def guard_env(server: Server, gateway_url: str) -> dict[str, str]:
-    """The backend guard's caps for one server, from the plan, and where it reports a user's usage on the router lane
-    (the gateway as this server reaches it)."""
+    """The backend guard's caps for one server, from the plan, when it takes its engine for hung, and where it reports
+    a user's usage on the router lane (the gateway as this server reaches it)."""
+    device = "cuda" if server.gpus else "cpu"
     return {
+        "LLMFLEET_ENGINE_HUNG_S": f"{first_token_timeout_s(device, server.model) * HUNG_SHARE:g}",
         "LLMFLEET_MAX_N": str(max(1, server.max_num_seqs // MAX_BATCH_SHARE)),
         "LLMFLEET_MAX_TOKENS": str(server.max_model_len),
         "LLMFLEET_MAX_BODY_MB": str(BACKEND_MAX_BODY_MB),

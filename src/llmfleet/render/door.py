@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmfleet.plan.schema import Plan
+from llmfleet.plan.serving import FIRST_TOKEN_TIMEOUT_S
 from llmfleet.render import HEADER
 from llmfleet.render.gateway import CONTAINER_PORT as LITELLM_CONTAINER_PORT
-from llmfleet.render.gateway import DOOR_CHECK, FIRST_TOKEN_TIMEOUT_S, first_token_timeout
+from llmfleet.render.gateway import DOOR_CHECK, first_token_timeout
 from llmfleet.render.router import CONTAINER_PORT as ROUTER_CONTAINER_PORT
 
 # How long a key LiteLLM accepted is taken as valid without asking again: a revoked key works this long at most.

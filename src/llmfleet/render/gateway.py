@@ -7,16 +7,8 @@ from pathlib import Path
 
 from llmfleet.plan import synthetic
 from llmfleet.plan.schema import Plan
-from llmfleet.plan.serving import BACKEND_GUARD
+from llmfleet.plan.serving import BACKEND_GUARD, first_token_timeout_s
 from llmfleet.render import Topology, rendered
-
-# How long a backend may take to send the first token of a short prompt before the gateway retries the request on
-# another (gateway/guard.py adds time for longer prompts). A GPU under load queues requests behind long prefills;
-# the CPU plan's synthetic model answers in a fraction of a second, so a frozen server is noticed within seconds; a
-# real model on two shared cores takes seconds to start an answer once requests queue (one backend down, every
-# request on the other), and a 2 s limit would take a healthy but busy server out of rotation.
-FIRST_TOKEN_TIMEOUT_S = {"cuda": 20, "cpu": 15}
-SYNTHETIC_FIRST_TOKEN_TIMEOUT_S = 2
 
 # The background health check's one-token completion (gateway/config.yaml: every 5 s, and a backend counts only with
 # a passed check under 15 s old, so 5 + this must stay below 15). A real model's check queues behind the requests
@@ -55,7 +47,7 @@ BORROWED_FILES = (Path("vllm") / BACKEND_GUARD,)
 
 
 def first_token_timeout(plan: Plan, model: str) -> int:
-    return SYNTHETIC_FIRST_TOKEN_TIMEOUT_S if model == synthetic.NAME else FIRST_TOKEN_TIMEOUT_S[plan.device]
+    return first_token_timeout_s(plan.device, model)
 
 
 def health_check_timeout(model: str) -> int:
