@@ -36,6 +36,17 @@ def test_results_markdown_has_the_facts_every_cell_and_the_ratios() -> None:
     assert "- cores: 2" in text and "- litellm: 1.106.2" in text
     assert "| direct | 16 | 16 | 5.0 | 80 | 30.0 | 60.0 | 0 | – |" in text
     assert "| gateway | 16 | 16 | +60.0 | +120.0 | 0.80 | 0.80 |" in text
+    assert "by process" not in text  # one process each: nothing to split
+
+
+def test_results_markdown_splits_a_way_ins_cpu_by_process() -> None:
+    grid = bench.Grid([1], {"short": 16}, 10.0)
+    gateway = cell("gateway", 40, 640, 90.0, cpu=3.2)
+    gateway.cpu_s_by_process = {"door": 0.64, "router": 0.32, "litellm": 2.24}
+    grid.cells = [cell("direct", 50, 800, 30.0), gateway]
+    text = bench.markdown(grid, {}, {})
+    assert "| way in | users | max tokens | door | router | litellm |" in text
+    assert "| gateway | 16 | 16 | 1.000 | 0.500 | 3.500 |" in text  # per 1,000 of its 640 tokens
 
 
 def test_cpu_seconds_counts_a_live_process_and_none_without_one() -> None:
@@ -49,14 +60,15 @@ def test_charged_cpu_adds_every_process_and_refuses_a_partial_sum() -> None:
             while (bench.cpu_seconds(busy.pid) or 0) < 0.05:  # it has spent some CPU
                 time.sleep(0.05)
             mine, theirs = bench.cpu_seconds(os.getpid()), bench.cpu_seconds(busy.pid)
-            both = bench.charged_cpu_seconds([os.getpid(), busy.pid])
+            both = bench.charged_cpu_seconds({"me": os.getpid(), "busy": busy.pid})
             assert mine is not None and theirs is not None and both is not None
-            assert both >= mine + theirs
+            assert both["me"] >= mine and both["busy"] >= theirs
             gone = subprocess.run(
                 [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
             )
-            assert bench.charged_cpu_seconds([busy.pid, int(gone.stdout)]) is None  # one could not be seen
-            assert bench.charged_cpu_seconds([]) is None
+            gone_too = {"busy": busy.pid, "gone": int(gone.stdout)}
+            assert bench.charged_cpu_seconds(gone_too) is None  # one could not be seen
+            assert bench.charged_cpu_seconds({}) is None
         finally:
             busy.kill()
 

@@ -36,7 +36,8 @@ class WayIn:
     name: str
     urls: list[str]  # chat-completions URLs; users take them in turn (direct: one per backend)
     key: str
-    pids: list[int] = field(default_factory=list)  # the processes whose CPU time is charged to it (and children)
+    # The processes whose CPU time is charged to it (each with its children), by what each is: "door", "router"...
+    pids: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Cell:
     ttft_p99_ms: float | None
     cpu_s: float | None  # the way in's own CPU seconds over the cell
     first_error: str | None = None
+    cpu_s_by_process: dict[str, float] = field(default_factory=dict)  # the same, split by its charged processes
 
     @property
     def requests_per_s(self) -> float:
@@ -64,6 +66,9 @@ class Cell:
     @property
     def cpu_s_per_1k_tokens(self) -> float | None:
         return None if self.cpu_s is None or not self.tokens else self.cpu_s / self.tokens * 1000
+
+    def process_cpu_s_per_1k_tokens(self) -> dict[str, float]:
+        return {name: s / self.tokens * 1000 for name, s in self.cpu_s_by_process.items()} if self.tokens else {}
 
 
 @dataclass
@@ -109,10 +114,12 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
-def charged_cpu_seconds(pids: list[int]) -> float | None:
-    """The CPU seconds of every charged process; None if there is none, or one cannot be seen (no partial sums)."""
-    times = [cpu_seconds(pid) for pid in pids]
-    return None if not times or None in times else sum(t for t in times if t is not None)
+def charged_cpu_seconds(pids: dict[str, int]) -> dict[str, float] | None:
+    """The CPU seconds of each charged process, by its name; None if there is none, or one cannot be seen (no
+    partial sums)."""
+    times = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    seen = {name: t for name, t in times.items() if t is not None}
+    return seen if seen and len(seen) == len(times) else None
 
 
 def listener_pid(port: int) -> int | None:
@@ -152,6 +159,9 @@ async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int,
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu_after = charged_cpu_seconds(way_in.pids)
+    by_process = None if cpu_before is None or cpu_after is None else {
+        name: cpu_after[name] - cpu_before[name] for name in cpu_before
+    }  # fmt: skip
     ok = [a for a in answers if a.ok]
     ttfts = [a.ttft for a in ok if a.ttft is not None]
     return Cell(
@@ -164,8 +174,9 @@ async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int,
         tokens=sum(a.output_tokens for a in ok),
         ttft_p50_ms=float(np.percentile(ttfts, 50)) * 1000 if ttfts else None,
         ttft_p99_ms=float(np.percentile(ttfts, 99)) * 1000 if ttfts else None,
-        cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        cpu_s=None if by_process is None else sum(by_process.values()),
         first_error=next((a.error for a in answers if a.error), None),
+        cpu_s_by_process=by_process or {},
     )
 
 
@@ -246,6 +257,16 @@ def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
             f"| {number(cmp.added_ttft_p99_ms, '+.1f')} | {number(cmp.requests_ratio, '.2f')} "
             f"| {number(cmp.tokens_ratio, '.2f')} |"
         )
+    split = [c for c in grid.cells if len(c.cpu_s_by_process) > 1]
+    if split:
+        names = list(dict.fromkeys(name for c in split for name in c.cpu_s_by_process))
+        lines += ["", "CPU s / 1k tokens, by process:", "",
+                  "| way in | users | max tokens | " + " | ".join(names) + " |",
+                  "|---|---:|---:|" + "---:|" * len(names)]  # fmt: skip
+        for c in split:
+            figures = c.process_cpu_s_per_1k_tokens()
+            lines.append(f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | "
+                         + " | ".join(number(figures.get(name), ".3f") for name in names) + " |")  # fmt: skip
     return "\n".join(lines) + "\n\n"
 
 

@@ -74,13 +74,15 @@ def measure(
                 gateway_secret,
                 # The way in is the door and what is behind it, LiteLLM and the router (SMG): whichever lane the key
                 # takes (GATEWAY_DATA_PLANE), every one of their processes' CPU is the gateway's.
-                [p for p in (gateway_pid(runner), _service_pid(state, "door"), _service_pid(state, "router")) if p],
+                _charged(
+                    door=_service_pid(state, "door"), router=_service_pid(state, "router"), litellm=gateway_pid(runner)
+                ),
             ),
         ]
         key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
         for name, url, ports in others:
-            pids = [bench.listener_pid(port) for port in ports]
-            charged = [pid for pid in pids if pid is not None] if None not in pids else []  # all or nothing
+            pids = {f"port {port}": bench.listener_pid(port) for port in ports}
+            charged = _charged(**pids) if None not in pids.values() else {}  # all of them or none
             ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
         output.info(
             f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
@@ -154,6 +156,11 @@ def _gateway_key(runner: Runner, kind: str, master_key: str) -> Iterator[tuple[s
         runner.keystore("revoke", name)
 
 
+def _charged(**pids: int | None) -> dict[str, int]:
+    """The processes a way in is charged for, by name, leaving out those that do not run."""
+    return {name: pid for name, pid in pids.items() if pid is not None}
+
+
 def _service_pid(state: State, name: str) -> int | None:
     return next((s.pid for s in state.running() if s.name == name), None)
 
@@ -161,7 +168,7 @@ def _service_pid(state: State, name: str) -> int | None:
 def _lane(state: State) -> str:
     """The lane the running gateway was started with (its environment): litellm or router (SMG)."""
     env = next((s.env for s in state.services if s.name == "gateway"), {}) or {}
-    return env.get("GATEWAY_DATA_PLANE", "litellm")
+    return env.get("GATEWAY_DATA_PLANE", "router")
 
 
 def _gateway_workers(state: State) -> str:
