@@ -21,6 +21,7 @@ pytestmark = pytest.mark.stack
 
 FIRST_TOKENS = 16  # a few chunks of a 2,000-token answer: the server is well into it, and far from its end
 RELAY_SECONDS = 8  # the gateway relays what the server sent before the freeze
+STEADY_SECONDS = 1  # an answer made this long on end is a client's stream, not a health check
 LENIENT = ["--slo-ttft-p95", "60", "--slo-itl-p95", "10", "--slo-error-rate", "0.5"]  # a slow CI box still passes
 
 
@@ -82,32 +83,36 @@ def signal_backends(stack: Stack, sig: signal.Signals) -> None:
                 os.kill(pid, sig)
 
 
-def generation(stack: Stack) -> tuple[float, float]:
-    """Tokens the backends have made so far, and the requests they are making now: from their own /metrics."""
-    made = running = 0.0
+def generation(stack: Stack) -> dict[str, tuple[float, float]]:
+    """Each backend's tokens made so far and the requests it is making now: from its own /metrics."""
+    counts = {}
     for name in BACKENDS:
         text = httpx.get(stack.backend(name) + "/metrics", timeout=10).text
-        made += summed(text, "vllm:generation_tokens_total")
-        running += summed(text, "vllm:num_requests_running")
-    return made, running
+        counts[name] = (summed(text, "vllm:generation_tokens_total"), summed(text, "vllm:num_requests_running"))
+    return counts
 
 
 def freeze_backends_mid_stream(stack: Stack, timeout: float = 120) -> None:
     """Leave both backends frozen (SIGSTOP) in the middle of an answer the client has started to read.
 
     Timed on the servers' own counters, not on the gateway's output, which other clients share (Prometheus, the
-    router's polls): the servers are frozen once one of them has made some tokens of an answer it is still making
-    (so it has sent a first chunk and cannot finish meanwhile), then the gateway is given time to relay what it
-    already has; the gateway relays seconds behind a server on a 2-core host."""
+    router's polls). A backend counts as streaming the client's answer once it has been making one answer for
+    STEADY_SECONDS on end, FIRST_TOKENS of it at least: the gateway's health checks are answers of a token or two,
+    and an answer the gateway gave up on before its first token (a 408 on a busy host) is aborted. Then the gateway
+    is given time to relay what it already has; it relays seconds behind a server on a 2-core host."""
     deadline = time.monotonic() + timeout
-    made, _ = generation(stack)
+    busy_since: dict[str, tuple[float, float]] = {}  # backend -> (when it was first seen making an answer, tokens)
     while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now, running = generation(stack)
-        if running >= 1 and now - made >= FIRST_TOKENS:
-            signal_backends(stack, signal.SIGSTOP)
-            time.sleep(RELAY_SECONDS)
-            return
+        time.sleep(0.2)
+        for name, (made, running) in generation(stack).items():
+            if running < 1:
+                busy_since.pop(name, None)
+                continue
+            since, made_then = busy_since.setdefault(name, (time.monotonic(), made))
+            if time.monotonic() - since >= STEADY_SECONDS and made - made_then >= FIRST_TOKENS:
+                signal_backends(stack, signal.SIGSTOP)
+                time.sleep(RELAY_SECONDS)
+                return
     raise AssertionError("no answer was seen streaming from a backend")
 
 
