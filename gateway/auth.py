@@ -9,14 +9,14 @@ stack cannot count on; this check replaces that lookup (`custom_auth: auth.user_
   runner, or GATEWAY_METRICS_KEY from the gateway's secrets in Compose and Kubernetes);
 - anything else is a 401 that says what to send.
 
-It also answers the front door's key check (DOOR_CHECK, GET, no body), which says which lane a key's completions
-take (`x-fleet-lane`): `litellm`, or, where GATEWAY_DATA_PLANE=router, `router` (SMG, straight to the backends), with
-the backends' key for the door to send on (`x-fleet-backend-auth`). On the router lane a user's key is limited here,
-before its request leaves the door: its requests and tokens this minute (usage.WINDOWS) against its rpm and tpm; an
-answer over them is a 403 the door turns into a 429 with Retry-After (`x-fleet-refusal`). Its name and models go on
-to the backends' guard (`x-fleet-key`), which refuses another model and reports the tokens used (a key whose name
-and models are too long for that header takes LiteLLM's lane). A limited key's
-answer is not cached by the door (`X-Accel-Expires: 0`), so every request of it is counted.
+It also answers the front door's key check (DOOR_CHECK, GET, no body), which says which lane a key's completions take
+(`x-fleet-lane`): `router` (SMG, straight to the backends; the default), or, where GATEWAY_DATA_PLANE=litellm,
+`litellm`, with the backends' key on the router lane for the door to send on (`x-fleet-backend-auth`). On the router
+lane a user's key is limited here, before its request leaves the door: its requests and tokens this minute
+(usage.WINDOWS) against its rpm and tpm; an answer over them is a 403 the door turns into a 429 with Retry-After
+(`x-fleet-refusal`). Its name and models go on to the backends' guard (`x-fleet-key`), which refuses another model and
+reports the tokens used (a key whose name and models are too long for that header takes LiteLLM's lane). A limited
+key's answer is not cached by the door (`X-Accel-Expires: 0`), so every request of it is counted.
 
 A key found is kept CACHE_S seconds, in each worker. The front door caches accepted keys as long, so a revoked key
 works at most that long twice over. While the database does not answer, keys seen in the last CACHE_S seconds
@@ -50,7 +50,7 @@ USER_ROUTES = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "
                "/models")  # fmt: skip
 METRICS_ROUTES = ("/metrics", "/metrics/")
 DOOR_CHECK = "/fleet/door-check"  # render/door.py asks it for every request it has not seen the key of lately
-LANES = ("litellm", "router")  # GATEWAY_DATA_PLANE: completions through LiteLLM, or the router
+LANES = ("litellm", "router")  # GATEWAY_DATA_PLANE: completions through LiteLLM, or the router (the default)
 KEY_TAG = "llmfleet-key="  # how the backends' guard knows a user's request (vllm/backend_guard.py KEY_TAG)
 # SMG 1.13 passes x-correlation-id on only up to 128 characters without spaces (measured): a key whose name and
 # models do not fit takes LiteLLM's lane.
@@ -161,7 +161,7 @@ async def door_check(request: Request) -> Response:
     """The door's key check: 200 and the key's lane for a key that may use the gateway, else the error to send."""
     api_key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     master_key = os.environ.get("LITELLM_MASTER_KEY", "")
-    router = os.environ.get("GATEWAY_DATA_PLANE") == "router"
+    router = os.environ.get("GATEWAY_DATA_PLANE", "router") != "litellm"  # the router unless told otherwise
     lane = "router" if router else "litellm"
     headers = {}
     try:

@@ -34,3 +34,20 @@ BAD = [
     ("a parameter of another API", {"model": MODEL, "messages": HI, "input": "x"}, 400, ["Unknown parameter", "input"],
      "guard"),
 ]  # fmt: skip
+
+# On the router lane (the default), SMG reads a completion's body into typed fields before it routes it: a body that
+# does not fit them gets SMG's own 400, which names the field in other words than LiteLLM's. The rest reach the
+# backend guard or vLLM, and get the same words as through LiteLLM. (case -> words SMG's message has)
+ROUTER_WORDS = {
+    "malformed JSON": ["JSON syntax error", "messages[0]"],
+    "invalid UTF-8": ["messages[0].content", "invalid unicode"],
+    "messages of the wrong type": ["messages", "expected a sequence"],
+    "empty messages": ["messages", "empty array"],
+    "a message without a role": ["messages[0]", "missing field `role`"],
+    "max_tokens of the wrong type": ["max_tokens", "invalid type"],
+    "temperature of the wrong type": ["temperature", "invalid type"],
+    "max_tokens negative": ["max_tokens", "invalid value"],
+    "an unknown model": ["gpt-9"],
+}
+# A model no backend serves is the router's 404 naming it, where LiteLLM's model groups answer 400.
+ROUTER_STATUS = {"an unknown model": 404}

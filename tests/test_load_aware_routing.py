@@ -1,7 +1,8 @@
 """Routing on the engines' own load (gateway/loadaware.py): its reading of real vLLM metrics and its choice; the
 filter in the gateway's Python reading /metrics over HTTP, from pages that show a saturated server (it receives
-less, and the traffic follows the load when it moves) or from servers that do not answer; then the live CPU stack:
-sequential traffic spreads over both backends. (The saturated server is a captured vLLM page with load written in:
+less, and the traffic follows the load when it moves) or from servers that do not answer. On the live CPU stack,
+sequential traffic spreads over both backends on LiteLLM's lane (test_litellm_lane.py) and on the router's
+(test_router_lane.py). (The saturated server is a captured vLLM page with load written in:
 a stack test that saturated a real backend flaked on the 2-core CI host, since a vLLM CPU server writing long
 answers takes both cores, its /metrics waits until it is done, and its running-requests gauge reads 0 throughout,
 the engine having finished the tokens long before. A GPU host is where to run that one.)
@@ -11,15 +12,13 @@ All need the gateway's runtime (LiteLLM), which `make setup` installs: they run 
 
 from __future__ import annotations
 
-import collections
 import json
 import random
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import ROOT, Stack, free_ports, in_gateway_python
+from conftest import ROOT, free_ports, in_gateway_python
 
 sys.path.insert(0, str(ROOT / "gateway"))  # the pure half of the routing, importable without LiteLLM
 import loadpick
@@ -142,20 +141,3 @@ asyncio.run(main())
     before, after = (json.loads(line.split(" ", 1)[1]) for line in out.splitlines())
     assert before.get("busy", 0) <= 4 and before.get("calm", 0) >= 36, out
     assert after.get("calm", 0) <= 4 and after.get("busy", 0) >= 36, out
-
-
-def served_by(stack: Stack, requests: int) -> collections.Counter[str]:
-    """Sequential one-token completions through the gateway, counted by the backend that answered."""
-    counts: collections.Counter[str] = collections.Counter()
-    body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    for _ in range(requests):
-        response = httpx.post(stack.gateway + "/v1/chat/completions", json=body, timeout=60,
-                              headers={"Authorization": f"Bearer {stack.key}"})  # fmt: skip
-        assert response.status_code == 200, response.text
-        counts[response.headers["x-litellm-model-id"]] += 1
-    return counts
-
-
-def test_sequential_traffic_spreads_over_both_backends(stack: Stack) -> None:
-    counts = served_by(stack, 24)
-    assert counts["vllm-cpu0"] >= 6 and counts["vllm-cpu1"] >= 6, counts

@@ -45,11 +45,11 @@ def traffic(stack: Stack) -> Stack:
 
 
 def send_both_lanes(stack: Stack) -> None:
-    """Through the door (the master key's lane is LiteLLM on this stack), and to the router itself with the
-    backends' key, as the door's router lane sends it (GATEWAY_DATA_PLANE=router): the router's panels need its
-    own traffic."""
+    """Through the door (the master key's lane is the router on this stack, the default), and to LiteLLM itself
+    with the master key, as the door's LiteLLM lane sends it (GATEWAY_DATA_PLANE=litellm, or a key too long for
+    the router's header): LiteLLM's panels need its own completions."""
     send_traffic(stack.gateway, stack.key)
-    send_traffic(f"http://127.0.0.1:{stack.cli.port('ROUTER_PORT')}", stack.cli.secrets["VLLM_API_KEY"])
+    send_traffic(f"http://127.0.0.1:{stack.cli.port('LITELLM_PORT')}", stack.key)
 
 
 def refresher(stack: Stack) -> Callable[[], None]:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     ROUTER_METRICS_PORT: Port = 4003
     # Which lane the master key's completions take behind the door: LiteLLM, or the router (SMG) straight to the
     # backends. User keys keep LiteLLM, which limits and meters them (gateway/auth.py).
-    GATEWAY_DATA_PLANE: Literal["litellm", "router"] = "litellm"
+    GATEWAY_DATA_PLANE: Literal["litellm", "router"] = "router"
     GATEWAY_WORKERS: Annotated[int, Field(ge=1, le=64)] | None = None  # None: as many as the plan's token rate needs
     GATEWAY_MAX_BODY_MB: Annotated[float, Field(gt=0)] = 4
     VLLM_START_TIMEOUT: Annotated[int, Field(ge=10)] = 900
