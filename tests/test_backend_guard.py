@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import time
 from typing import Any
 
 import pytest
@@ -367,3 +368,65 @@ def test_a_stream_left_waiting_by_a_hung_engine_fails_health_until_any_answer_se
     seen, message = asyncio.run(main())
     assert seen == [200, 200, 503, 200]
     assert "no token" in message and "out of rotation" in message
+
+
+def test_a_stream_whose_engine_hangs_mid_answer_ends_with_an_error_event_and_the_server_fails_health(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The router keeps an open stream alive with its pings, so nothing outside the server can tell a hung engine from
+    a slow one: the guard ends the stream as LiteLLM's lane does after its stream_timeout, with an error event."""
+    monkeypatch.setattr(backend_guard.Progress, "last", 0.0)
+    monkeypatch.setattr(backend_guard.Progress, "waited_since", None)
+    cancelled = asyncio.Event()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/health":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b'data: {"choices": []}\n\n', "more_body": True})
+        try:
+            await asyncio.sleep(60)  # the engine hangs
+        except asyncio.CancelledError:
+            cancelled.set()  # vLLM aborts the request
+            raise
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", KEY)
+        mp.setenv("LLMFLEET_STREAM_STALL_S", "0.5")
+        guard = backend_guard.BackendGuard(app)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+    async def ask(path: str) -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if sent:  # the client keeps reading: no disconnect while the answer lasts
+                await asyncio.sleep(60)
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET" if path == "/health" else "POST", "path": path,
+                 "headers": [(b"authorization", f"Bearer {KEY}".encode())]}  # fmt: skip
+        await asyncio.wait_for(guard(scope, receive, send), timeout=10)
+        return sent
+
+    async def main() -> tuple[list[dict], bool, list[dict]]:
+        stream = await ask("/v1/chat/completions")
+        await asyncio.sleep(0.05)
+        return stream, cancelled.is_set(), await ask("/health")
+
+    started = time.monotonic()
+    stream, aborted, health = asyncio.run(main())
+    bodies = [m.get("body", b"") for m in stream[1:]]
+    assert stream[0]["status"] == 200 and bodies[0] == b'data: {"choices": []}\n\n'  # the tokens before the hang
+    event = json.loads(bodies[1].removeprefix(b"data: "))
+    assert event["error"]["code"] == 504 and "no token" in event["error"]["message"]
+    assert stream[-1] == {"type": "http.response.body", "body": b"", "more_body": False}  # ended, and no [DONE]
+    assert not any(b"[DONE]" in b for b in bodies)
+    assert aborted and time.monotonic() - started < 5
+    assert health[0]["status"] == 503  # the router takes the server out until its engine sends a chunk again

@@ -17,7 +17,11 @@ front door's first-byte timeout sends it again elsewhere, whether the whole proc
 any answer of this server meanwhile marks the engine hung: /health answers 503 until an answer sends a chunk again,
 so the router (and Kubernetes' readiness probe) takes the server out, where vLLM's own /health says 200 as long as
 its API process runs, however long its engine hangs. What brings it back is the gateway's LiteLLM, whose health
-checks send every server a one-token completion every few seconds.
+checks send every server a one-token completion every few seconds. A stream that has begun and then hears nothing
+from any answer of its server for LLMFLEET_STREAM_STALL_S (the first-token timeout: LiteLLM's lane allows no longer
+a pause between tokens) ends with an error event in the OpenAI shape, never a [DONE], and marks the engine hung too:
+the router keeps an open stream alive with its pings, so nothing outside the server can end it sooner than the
+router's 600 s request timeout.
 
 On the router lane a user's key reaches here by name only: the front door puts `llmfleet-key=NAME;models=A,B` in
 `x-correlation-id`, one of the few headers SMG passes on (the door sets it on every router request, so no client's
@@ -72,6 +76,7 @@ KEY_TAG = "llmfleet-key="
 USAGE_REPORT_TIMEOUT_S = 2
 USAGE_REPORT_EVERY_S = 1.0  # a key's tokens reach its tpm window this late at most
 ENGINE_CHECK_S = 0.25  # how often a held stream looks for another answer's progress
+LATE_WAKE_S = 0.5  # a check this late means the host starved the API process: it judges no engine on that round
 HEALTH_PATH = "/health"
 log = logging.getLogger("llmfleet.backend_guard")
 
@@ -180,6 +185,7 @@ class BackendGuard:
         self.name = os.environ.get("LLMFLEET_SERVER_NAME", "").encode()
         self.usage = UsageSink(os.environ.get("LLMFLEET_USAGE_URL", ""), key)
         self.hung_after = _setting("LLMFLEET_ENGINE_HUNG_S", 10)
+        self.stall_after = _setting("LLMFLEET_STREAM_STALL_S", 20)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -190,8 +196,8 @@ class BackendGuard:
             if not (path in OPEN_PATHS or path.startswith(KEYED_PREFIX)):
                 raise Refusal(404, f"{path} is not served here: this server answers the gateway only.")
             if path == HEALTH_PATH and (hung := Progress.hung_for()) is not None:
-                raise Refusal(503, f"The engine has sent no token for {hung:.0f} s while a stream waited for its "
-                                   "first: out of rotation until it sends one.")  # fmt: skip
+                raise Refusal(503, f"The engine has sent no token for {hung:.0f} s while a stream waited on it: "
+                                   "out of rotation until it sends one.")  # fmt: skip
             route = ROUTES.get(path)
             if scope["type"] != "http" or scope.get("method") != "POST" or route is None:
                 await self.app(scope, receive, send)
@@ -213,7 +219,8 @@ class BackendGuard:
         meter = None if user is None else Meter(user, str(request.get("model", "")), named)
         app_send = named if meter is None else meter.send
         if request.get("stream") is True:
-            await StreamOpener(self.hung_after).run(self.app, scope, _replay(body, receive), app_send)
+            opener = StreamOpener(self.hung_after, self.stall_after)
+            await opener.run(self.app, scope, _replay(body, receive), app_send)
         else:
             await self.app(scope, _replay(body, receive), _with_progress(app_send))
         if meter is not None and meter.usage is not None:
@@ -413,13 +420,14 @@ class Progress:
 
     @classmethod
     def waited_in_vain(cls, since: float) -> None:
-        if cls.waited_since is None or cls.last >= cls.waited_since:
+        """A stream has waited since `since` and no answer has sent a chunk after it: the engine is taken for hung."""
+        if cls.waited_since is None or cls.last > cls.waited_since:
             cls.waited_since = since
 
     @classmethod
     def hung_for(cls) -> float | None:
         """Seconds without a chunk since a stream began waiting in vain; None while the engine looks alive."""
-        if cls.waited_since is None or cls.last >= cls.waited_since:
+        if cls.waited_since is None or cls.last > cls.waited_since:
             return None
         return time.monotonic() - cls.waited_since
 
@@ -444,9 +452,11 @@ class StreamOpener:
     answer of this server sends one. vLLM sends a stream's headers as soon as it has read the prompt, so without this
     a stream on a hung engine would look alive to the door; with it, a stream queued behind live work is not cut."""
 
-    def __init__(self, hung_after: float) -> None:
+    def __init__(self, hung_after: float, stall_after: float = 0) -> None:
         self.hung_after = hung_after  # a wait this long with no chunk of any answer: the engine is hung
+        self.stall_after = stall_after  # an open stream is ended with an error event after this long with none
         self.started = time.monotonic()
+        self.ended = False  # by the guard: whatever vLLM sends after is dropped
         self.held: Message | None = None
         self.held_at = 0.0
         self.ok = False  # a 200: its chunks are tokens
@@ -464,18 +474,47 @@ class StreamOpener:
 
         answer = asyncio.ensure_future(app(scope, watched, self.send))
         try:
-            while not self.open:
-                done, _ = await asyncio.wait({answer}, timeout=ENGINE_CHECK_S)
+            woke = time.monotonic()
+            while True:
+                # Held, it looks for progress often; open, only as often as a stall needs to be seen.
+                check = ENGINE_CHECK_S if not self.open else max(ENGINE_CHECK_S, self.stall_after / 4)
+                done, _ = await asyncio.wait({answer}, timeout=check)
                 if done:
                     break
-                if self.held is not None and Progress.last > self.held_at:
-                    async with self.lock:
-                        await self._open()
-                elif self._waited_in_vain():
-                    Progress.waited_in_vain(self.started)
+                slept, woke = time.monotonic() - woke, time.monotonic()
+                if slept > 2 * check + LATE_WAKE_S:
+                    continue  # this process itself did not run: the chunks it has not sent yet prove nothing
+                if not self.open:
+                    if self.held is not None and Progress.last > self.held_at:
+                        async with self.lock:
+                            await self._open()
+                    elif self._waited_in_vain():
+                        Progress.waited_in_vain(self.started)
+                elif self._stalled():
+                    Progress.waited_in_vain(Progress.last)
+                    await self._end_with_error()
+                    return
+                elif self.stall_after <= 0:
+                    break  # open, and nothing more to watch: wait for the answer alone
             await answer
         finally:
-            answer.cancel()  # a no-op once it is done
+            answer.cancel()  # a no-op once it is done; vLLM aborts an answer the guard ended
+
+    def _stalled(self) -> bool:
+        """Open, its client still reading, and no answer of this server has sent a chunk for `stall_after`: the
+        engine hangs mid-answer (a whole process that hangs runs no guard either; the router keeps its stream)."""
+        quiet = time.monotonic() - Progress.last
+        return self.ok and not self.gone and 0 < self.stall_after <= quiet
+
+    async def _end_with_error(self) -> None:
+        """An error event in the OpenAI shape, then the end of the stream: never a [DONE] after a stream cut short."""
+        self.ended = True
+        error = {"message": f"The model server sent no token for {self.stall_after:g} s mid-answer: its engine is "
+                            "taken for hung. Send the request again; the gateway routes it to another server.",
+                 "type": "server_error", "param": None, "code": 504}  # fmt: skip
+        await self.downstream({"type": "http.response.body", "body": b"data: " + json.dumps({"error": error}).encode()
+                               + b"\n\n", "more_body": True})  # fmt: skip
+        await self.downstream({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _waited_in_vain(self) -> bool:
         """Its client still waits, and no answer of this server has sent a chunk for `hung_after` since it began."""
@@ -483,6 +522,8 @@ class StreamOpener:
         return not self.gone and 0 < self.hung_after <= waited and Progress.last < self.started
 
     async def send(self, message: Message) -> None:
+        if self.ended:
+            return
         if self.open:
             # Chunks sent after the client left are vLLM closing the stream it aborted (the door's first try of a
             # stream on this hung engine), not tokens.

@@ -69,11 +69,15 @@ def first_token_timeout_s(device: str, model: str) -> int:
 
 
 def guard_env(server: Server, gateway_url: str) -> dict[str, str]:
-    """The backend guard's caps for one server, from the plan, when it takes its engine for hung, and where it reports
-    a user's usage on the router lane (the gateway as this server reaches it)."""
-    device = "cuda" if server.gpus else "cpu"
+    """The backend guard's caps for one server, from the plan, when it takes its engine for hung (before a stream's
+    first token, and after), and where it reports a user's usage on the router lane (the gateway as this server
+    reaches it)."""
+    first_token_s = first_token_timeout_s("cuda" if server.gpus else "cpu", server.model)
     return {
-        "LLMFLEET_ENGINE_HUNG_S": f"{first_token_timeout_s(device, server.model) * HUNG_SHARE:g}",
+        "LLMFLEET_ENGINE_HUNG_S": f"{first_token_s * HUNG_SHARE:g}",
+        # An open stream whose server sends no chunk of any answer this long is ended with an error event: the
+        # longest pause between tokens LiteLLM's lane allows (its stream_timeout).
+        "LLMFLEET_STREAM_STALL_S": str(first_token_s),
         "LLMFLEET_MAX_N": str(max(1, server.max_num_seqs // MAX_BATCH_SHARE)),
         "LLMFLEET_MAX_TOKENS": str(server.max_model_len),
         "LLMFLEET_MAX_BODY_MB": str(BACKEND_MAX_BODY_MB),
