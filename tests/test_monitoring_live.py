@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 from conftest import Stack
 from monitoringtools import (
@@ -33,8 +34,22 @@ WIRING_ALERTS = {"VllmBackendDown", "VllmMetricMissing", "GatewayDown", "Prometh
                  "PrometheusTargetMissing"}  # fmt: skip
 
 
+def wait_for_litellm(stack: Stack, timeout: float = 90) -> None:
+    """Until LiteLLM itself answers a completion. The router lane's tests before this one (a load test that kills
+    both backends) leave them in LiteLLM's cooldown after the door already serves again: LiteLLM answers 429
+    "All deployments ... are in cooldown" until its health checks pass them."""
+    body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    url = f"http://127.0.0.1:{stack.cli.port('LITELLM_PORT')}/v1/chat/completions"
+    deadline = time.monotonic() + timeout
+    while (status := httpx.post(url, json=body, headers={"Authorization": f"Bearer {stack.key}"},
+                                timeout=30).status_code) != 200:  # fmt: skip
+        assert time.monotonic() < deadline, f"LiteLLM still answers {status} after {timeout:g} s"
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def traffic(stack: Stack) -> Stack:
+    wait_for_litellm(stack)
     # Two bursts a scrape apart: LiteLLM creates a series at its first request, and rate() needs a sample of it
     # from before an increase. Then two scrape and evaluation intervals for the rules to record.
     for _ in range(2):
