@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -36,22 +37,38 @@ def free_port() -> int:
 
 def free_ports(singles: int, run: int = 0) -> list[int]:
     """`singles` distinct free ports, then the first of `run` consecutive free ones (vLLM server i listens on
-    VLLM_PORT_BASE + i). Every socket stays bound until all are chosen, so no two answers are the same port."""
+    VLLM_PORT_BASE + i). Every socket stays bound until all are chosen, so no two answers are the same port.
+
+    They come from below the kernel's ephemeral range: a port from inside it (what binding port 0 gives) can be
+    taken as the source port of any outgoing connection while its server is down, and the drills' restart of that
+    server then fails with "Address already in use"."""
     held: list[socket.socket] = []
+    low, high = _below_ephemeral_range()
     try:
-        chosen = [_bind(0, held) for _ in range(singles)]
+        chosen = [_random_free(low, high, 1, held) for _ in range(singles)]
         if run:
-            for _ in range(100):
-                base = _bind(0, held)
-                if base + run < 65535 and all(_try_bind(base + i, held) for i in range(1, run)):
-                    chosen.append(base)
-                    break
-            else:
-                raise RuntimeError("no run of free ports found")
+            chosen.append(_random_free(low, high, run, held))
         return chosen
     finally:
         for s in held:
             s.close()
+
+
+def _below_ephemeral_range() -> tuple[int, int]:
+    """The 12,000 ports below the first ephemeral one (32768 on Linux by default)."""
+    try:
+        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    return max(1024, first_ephemeral - 12_000), first_ephemeral
+
+
+def _random_free(low: int, high: int, run: int, held: list[socket.socket]) -> int:
+    for _ in range(200):
+        base = random.randrange(low, high - run)
+        if all(_try_bind(base + i, held) for i in range(run)):
+            return base
+    raise RuntimeError(f"no run of {run} free ports found in {low}-{high}")
 
 
 def _bind(port: int, held: list[socket.socket]) -> int:
@@ -231,14 +248,15 @@ class Stack:
         restart, and the next test expects a serving fleet."""
         restarted = self.cli("restart", *names, timeout=900)
         assert restarted.returncode == 0, restarted.stderr
+        self.wait_until_it_answers(self.gateway, timeout)
+
+    def wait_until_it_answers(self, base: str, timeout: float) -> None:
+        """Until `base` (the door, or LiteLLM itself) answers a one-token completion with the master key."""
         body = {"model": self.state["models"][0], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
         deadline = time.monotonic() + timeout
-        while True:
-            response = httpx.post(self.gateway + "/v1/chat/completions", json=body, timeout=30,
-                                  headers={"Authorization": f"Bearer {self.key}"})  # fmt: skip
-            if response.status_code == 200:
-                return
-            assert time.monotonic() < deadline, f"the gateway still answers {response.status_code} after restart"
+        while (status := httpx.post(base + "/v1/chat/completions", json=body, timeout=30,
+                                    headers={"Authorization": f"Bearer {self.key}"}).status_code) != 200:  # fmt: skip
+            assert time.monotonic() < deadline, f"{base} still answers {status} after {timeout:g} s"
             time.sleep(1)
 
 

@@ -23,6 +23,17 @@ def ask(stack: Stack, key: str, model: str = STACK_MODEL, max_tokens: int = 2) -
                       headers={"Authorization": f"Bearer {key}"})  # fmt: skip
 
 
+def post(
+    stack: Stack, body: bytes | dict, key: str | None = None, route: str = "/v1/chat/completions"
+) -> httpx.Response:
+    """A request through the door with its body as given (bytes go as they are, malformed or not), with the master
+    key unless `key` names another ("" sends none)."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    key = stack.key if key is None else key
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    return httpx.post(stack.gateway + route, content=content, headers=headers, timeout=60)
+
+
 def listed(stack: Stack) -> dict[str, dict]:
     result = stack.cli("keys", "list", "--json", timeout=60)
     assert result.returncode == 0, result.stderr

@@ -4,20 +4,12 @@ goes on serving. Against the real stack on its default lane: the door, the route
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import pytest
 from bad_input import BAD, HI, MODEL, ROUTER_STATUS, ROUTER_WORDS
 from conftest import Stack
+from keytools import post
 
 pytestmark = pytest.mark.stack
-
-
-def post(stack: Stack, body: bytes | dict, route: str = "/v1/chat/completions") -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
-    return httpx.post(stack.gateway + route, content=content, headers=headers, timeout=60)
 
 
 @pytest.mark.parametrize(("what", "body", "status", "words", "who"), BAD, ids=[b[0] for b in BAD])
@@ -56,7 +48,7 @@ def test_vllm_extensions_still_pass(stack: Stack) -> None:
 
 
 def test_legacy_completions_route_is_guarded_too(stack: Stack) -> None:
-    bad = post(stack, {"model": MODEL, "prompt": "hi", "frobnicate": 1}, "/v1/completions")
+    bad = post(stack, {"model": MODEL, "prompt": "hi", "frobnicate": 1}, route="/v1/completions")
     assert bad.status_code == 400 and "frobnicate" in bad.json()["error"]["message"]
-    good = post(stack, {"model": MODEL, "prompt": "hi", "max_tokens": 3}, "/v1/completions")
+    good = post(stack, {"model": MODEL, "prompt": "hi", "max_tokens": 3}, route="/v1/completions")
     assert good.status_code == 200, good.text

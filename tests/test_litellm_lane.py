@@ -8,15 +8,13 @@ Every key whose name and models do not fit the router's header takes this lane o
 from __future__ import annotations
 
 import collections
-import json
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from bad_input import BAD
 from conftest import STACK_MODEL, STACK_PLAN, Stack, booted
-from keytools import ask, create_key, early_in_a_minute, listed, value
+from keytools import ask, create_key, early_in_a_minute, listed, post, value
 
 pytestmark = pytest.mark.stack
 
@@ -25,12 +23,6 @@ pytestmark = pytest.mark.stack
 def litellm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with booted(tmp_path_factory.mktemp("litellm-lane"), STACK_PLAN, env={"GATEWAY_DATA_PLANE": "litellm"}) as stack:
         yield stack
-
-
-def post(stack: Stack, body: bytes | dict) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
-    return httpx.post(stack.gateway + "/v1/chat/completions", content=content, headers=headers, timeout=60)
 
 
 def test_the_master_keys_completions_take_litellm(litellm: Stack) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
 import pytest
 from conftest import Stack
 from monitoringtools import (
@@ -34,17 +33,11 @@ WIRING_ALERTS = {"VllmBackendDown", "VllmMetricMissing", "GatewayDown", "Prometh
                  "PrometheusTargetMissing"}  # fmt: skip
 
 
-def wait_for_litellm(stack: Stack, timeout: float = 90) -> None:
+def wait_for_litellm(stack: Stack) -> None:
     """Until LiteLLM itself answers a completion. The router lane's tests before this one (a load test that kills
     both backends) leave them in LiteLLM's cooldown after the door already serves again: LiteLLM answers 429
     "All deployments ... are in cooldown" until its health checks pass them."""
-    body = {"model": "fleet-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    url = f"http://127.0.0.1:{stack.cli.port('LITELLM_PORT')}/v1/chat/completions"
-    deadline = time.monotonic() + timeout
-    while (status := httpx.post(url, json=body, headers={"Authorization": f"Bearer {stack.key}"},
-                                timeout=30).status_code) != 200:  # fmt: skip
-        assert time.monotonic() < deadline, f"LiteLLM still answers {status} after {timeout:g} s"
-        time.sleep(1)
+    stack.wait_until_it_answers(f"http://127.0.0.1:{stack.cli.port('LITELLM_PORT')}", timeout=90)
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,12 @@ import pytest
 from bad_input import HI, MODEL
 from conftest import Stack
 from dotenv import dotenv_values
-from keytools import create_key, early_in_a_minute, listed, value
+from keytools import create_key, early_in_a_minute, listed, post, value
 
 from llmfleet.run import procs
 from llmfleet.settings import Settings
 
 pytestmark = pytest.mark.stack
-
-
-def post(stack: Stack, body: bytes | dict, key: str | None = None, **extra: object) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    key = stack.key if key is None else key
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    return httpx.post(stack.gateway + "/v1/chat/completions", content=content, headers=headers, timeout=60, **extra)
 
 
 def kill(stack: Stack, *names: str) -> None:

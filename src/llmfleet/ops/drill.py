@@ -235,6 +235,11 @@ class Drill:
         if early:
             self.figure(drill, "the first of them", early[0].error)
         self.figure(drill, "cut after output started (reported in-stream)", len(late))
+        if sig == signal.SIGSTOP:
+            # Streams the frozen server had begun wait for it: nothing outside a stopped process ends them on the
+            # router lane (SMG keeps them open), and their users send nothing new meanwhile.
+            held = [o for o in load.outcomes if o.backend == victim and o.start < struck < o.end and o.end >= healthy]
+            self.figure(drill, "streams it had begun, held until it ran again", len(held))
         self.figure(
             drill,
             "p99 latency (s)",
@@ -309,11 +314,14 @@ class Drill:
                 return None, 0, victim
             timer = StreamTimer(time.monotonic(), time.monotonic)
             killed = False
-            for line in response.iter_lines():
-                timer.feed(line)
-                if timer.chunks >= 3 and not killed:
-                    self.backends.signal(victim, signal.SIGKILL)
-                    killed = True
+            try:
+                for line in response.iter_lines():
+                    timer.feed(line)
+                    if timer.chunks >= 3 and not killed:
+                        self.backends.signal(victim, signal.SIGKILL)
+                        killed = True
+            except httpx.HTTPError as e:  # cut short with no word: a figure that misses its target, not a crash
+                timer.error = timer.error or f"the connection closed mid-stream, unexplained: {e}"
             return timer.finish(), timer.chunks, victim
 
     def all_down(self) -> None:

@@ -147,11 +147,33 @@ def restart(settings: Settings, names: list[str], timeout: float | None = None) 
         )
     services = [known[n] for n in names]
     procs.stop_groups([(s.pid, s.started) for s in services])
+    _wait_for_ports(services)
     handles = {s.name: _launch(s, settings.run_dir) for s in services}
     state.save(settings.run_dir)  # one load and one save: a restart never loses another service's pid
     if timeout is not None:
         _wait_healthy(State(state.root, state.plan, state.models, services), handles, timeout)
     return services
+
+
+PORT_FREED_WITHIN_S = 15.0
+
+
+def _wait_for_ports(services: list[Started]) -> None:
+    """Until each stopped service's port is free again. While its server is down, another program may take it,
+    even as the local end of an outgoing connection (from the kernel's ephemeral range, where ports chosen by a
+    user may lie); such a connection usually ends within seconds."""
+    deadline = time.monotonic() + PORT_FREED_WITHIN_S
+    for service in services:
+        while not port_is_free(service.port):
+            if time.monotonic() > deadline:
+                raise FleetError(
+                    f"port {service.port} on {HOST} is in use by another program since {service.name} stopped.",
+                    f"stop what holds it (`ss -tanp 'sport = :{service.port}'` shows it), then "
+                    f"`llmfleet restart {service.name}`; or choose its port below the kernel's ephemeral range "
+                    "(/proc/sys/net/ipv4/ip_local_port_range).",
+                    "llmfleet restart",
+                )
+            time.sleep(0.5)
 
 
 def _wait_healthy(state: State, handles: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
