@@ -75,14 +75,18 @@ def measure(
                 # The way in is the door and what is behind it, LiteLLM and the router (SMG): whichever lane the key
                 # takes (GATEWAY_DATA_PLANE), every one of their processes' CPU is the gateway's.
                 _charged(
-                    door=_service_pid(state, "door"), router=_service_pid(state, "router"), litellm=gateway_pid(runner)
+                    {
+                        "door": _service_pid(state, "door"),
+                        "router": _service_pid(state, "router"),
+                        "litellm": gateway_pid(runner),
+                    }
                 ),
             ),
         ]
         key = keys["LITELLM_MASTER_KEY" if alternative_key == "gateway" else "VLLM_API_KEY"]
         for name, url, ports in others:
             pids = {f"port {port}": bench.listener_pid(port) for port in ports}
-            charged = _charged(**pids) if None not in pids.values() else {}  # all of them or none
+            charged = _charged(pids) if None not in pids.values() else {}  # all of them or none
             ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
         output.info(
             f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
@@ -156,7 +160,7 @@ def _gateway_key(runner: Runner, kind: str, master_key: str) -> Iterator[tuple[s
         runner.keystore("revoke", name)
 
 
-def _charged(**pids: int | None) -> dict[str, int]:
+def _charged(pids: dict[str, int | None]) -> dict[str, int]:
     """The processes a way in is charged for, by name, leaving out those that do not run."""
     return {name: pid for name, pid in pids.items() if pid is not None}
 

@@ -68,11 +68,11 @@ def first_token_timeout_s(device: str, model: str) -> int:
     return SYNTHETIC_FIRST_TOKEN_TIMEOUT_S if model == synthetic.NAME else FIRST_TOKEN_TIMEOUT_S[device]
 
 
-def guard_env(server: Server, gateway_url: str) -> dict[str, str]:
-    """The backend guard's caps for one server, from the plan, when it takes its engine for hung (before a stream's
-    first token, and after), and where it reports a user's usage on the router lane (the gateway as this server
-    reaches it)."""
-    first_token_s = first_token_timeout_s("cuda" if server.gpus else "cpu", server.model)
+def guard_env(server: Server, device: str, gateway_url: str) -> dict[str, str]:
+    """The backend guard's caps for one server of a plan on `device` (its own: the gateway's timeouts come from the
+    same), when it takes its engine for hung (before a stream's first token, and after), and where it reports a
+    user's usage on the router lane (the gateway as this server reaches it)."""
+    first_token_s = first_token_timeout_s(device, server.model)
     return {
         "LLMFLEET_ENGINE_HUNG_S": f"{first_token_s * HUNG_SHARE:g}",
         # An open stream whose server sends no chunk of any answer this long is ended with an error event: the

@@ -114,7 +114,7 @@ def _gpu_service(name: str, server: Server, command: list[str]) -> dict[str, obj
         "restart": "unless-stopped",
         "expose": [str(VLLM_CONTAINER_PORT)],  # reachable by the gateway only; never published
         "env_file": [SECRETS],  # VLLM_API_KEY: the backends answer the gateway only
-        "environment": HF_ENVIRONMENT | NO_USAGE_STATS | guard_environment(name, server),
+        "environment": HF_ENVIRONMENT | NO_USAGE_STATS | guard_environment(name, server, "cuda"),
         "volumes": [HF_VOLUME, guard_volume(GUARD_SOURCE)],
         "healthcheck": HEALTHCHECK,
         **NO_PRIVILEGES,
@@ -129,9 +129,9 @@ def _gpu_service(name: str, server: Server, command: list[str]) -> dict[str, obj
     return service
 
 
-def guard_environment(name: str, server: Server) -> dict[str, str]:
+def guard_environment(name: str, server: Server, device: str) -> dict[str, str]:
     gateway = f"http://gateway:{CONTAINER_PORT}"  # LiteLLM, for the guard's usage reports
-    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server, gateway), SERVER_NAME_ENV: name}
+    return {"PYTHONPATH": CONTAINER_GUARD_DIR, **guard_env(server, device, gateway), SERVER_NAME_ENV: name}
 
 
 def guard_volume(source: str) -> str:
@@ -151,7 +151,7 @@ def cpu_service(
     environment = {
         "VLLM_CPU_KVCACHE_SPACE": "${VLLM_CPU_KVCACHE_SPACE:-1}",  # GiB of KV cache per server
         "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # let the host's scheduler spread the servers over the cores
-        **guard_environment(name, server),
+        **guard_environment(name, server, "cpu"),
     }
     local = model.synthetic or model.package is not None  # in the image, or mounted from the host: never download
     service: dict[str, object] = {

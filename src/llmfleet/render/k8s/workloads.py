@@ -94,7 +94,8 @@ def workload_objects(w: Workload, catalog: Catalog, env: dict[str, str], args: l
         {"name": "PYTHONPATH", "value": CONTAINER_GUARD_DIR},  # the backend guard, and its caps from the plan
         {"name": SERVER_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},  # the gateway's id of it
     ]
-    env_vars += [{"name": k, "value": v} for k, v in (NO_USAGE_STATS | guard_env(w.server, GATEWAY_URL)).items()]
+    guard = guard_env(w.server, w.pool.device, GATEWAY_URL)
+    env_vars += [{"name": k, "value": v} for k, v in (NO_USAGE_STATS | guard).items()]
     mounts: list[dict[str, object]] = [
         {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - vLLM's, in its pod
         {"name": "guard", "mountPath": CONTAINER_GUARD_DIR, "readOnly": True},

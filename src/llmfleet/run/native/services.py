@@ -78,7 +78,8 @@ def services(plan: Plan, catalog: Catalog, settings: Settings, root: Path, secre
         path = model_path(model, str(synthetic.model_dir()), converted)
         env = {"VLLM_API_KEY": secrets["VLLM_API_KEY"], **NO_USAGE_STATS}
         # The backend guard, its caps, and LiteLLM's own address for its usage reports.
-        env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server, f"http://{HOST}:{settings.LITELLM_PORT}")}
+        litellm = f"http://{HOST}:{settings.LITELLM_PORT}"
+        env |= {"PYTHONPATH": str(run_dir / "vllm"), **guard_env(server, plan.device, litellm)}
         env[SERVER_NAME_ENV] = name
         if plan.device == "cpu":
             env |= {
