@@ -4,7 +4,8 @@ The drills: a backend killed (SIGKILL) and frozen (SIGSTOP) under load, one kill
 of them down, and each brought back. Each prints its figures against its target:
 
 - no request fails when a backend dies before the request's first token (a retry lands on another backend);
-- during a drill, p99 latency stays within 2 s of the baseline's;
+- during a drill, p99 latency stays within 2 s of the baseline's, over the requests that begin in its window (the
+  steady users', and a newcomer's who starts at the strike: a frozen server holds the streams it had begun);
 - with every backend down, a client gets a clear 503 within 1 s;
 - a backend that returns gets traffic again within 30 s of being healthy;
 - a stream cut after output started ends with an explicit error event, never a silent, truncated success.
@@ -37,6 +38,9 @@ TRAFFIC_AGAIN_WITHIN_S = 30.0
 # comes after the server's last token is tried again, this many times in all.
 CUT_MAX_TOKENS = 1900
 CUT_ATTEMPTS = 3
+# Users who arrive after a strike, beside the steady ones: every steady user may be on a stream the frozen server
+# holds (nothing outside a stopped process ends it), and then none would send a request in the window.
+NEWCOMERS = 1
 
 
 @dataclass
@@ -166,8 +170,8 @@ class Drill:
         self.on_figure(self.figures[-1])
 
     @contextmanager
-    def load(self) -> Iterator[SteadyLoad]:
-        with SteadyLoad(self.gateway, self.key, self.model, self.users, self.max_tokens) as load:
+    def load(self, users: int | None = None) -> Iterator[SteadyLoad]:
+        with SteadyLoad(self.gateway, self.key, self.model, users or self.users, self.max_tokens) as load:
             yield load
 
     def run(self) -> list[Figure]:
@@ -219,18 +223,21 @@ class Drill:
             time.sleep(self.window_s / 3)
             struck = time.monotonic()
             self.backends.signal(victim, sig)
-            time.sleep(self.window_s)
-            if sig == signal.SIGSTOP:
-                self.backends.signal(victim, signal.SIGCONT)
-                healthy = time.monotonic()
-            else:
-                healthy = self.backends.bring_back([victim])
+            with self.load(NEWCOMERS) as newcomers:
+                time.sleep(self.window_s)
+                if sig == signal.SIGSTOP:
+                    self.backends.signal(victim, signal.SIGCONT)
+                    healthy = time.monotonic()
+                else:
+                    healthy = self.backends.bring_back([victim])
             back = self._first_served_by(load, victim, healthy)
-        window = load.window(struck, struck + self.window_s)
+        arrived = newcomers.window(struck, struck + self.window_s)
+        window = sorted(load.window(struck, struck + self.window_s) + arrived, key=lambda o: o.start)
         early = [o for o in window if not o.ok and o.first_token is None]
         late = [o for o in window if not o.ok and o.first_token is not None]
         worst = p99(window)
         self.figure(drill, "requests in the window", len(window))
+        self.figure(drill, "of them from a user who arrived after the strike", len(arrived))
         self.figure(drill, "failed before their first token", len(early), "0", not early)
         if early:
             self.figure(drill, "the first of them", early[0].error)
