@@ -22,7 +22,7 @@ CHUNKS, CHUNK_S = 20, 0.03  # a 0.6 s stream: at the strike, every steady user i
 
 
 class Fleet:
-    """The two servers' state, as the drill's signals leave it."""
+    """The two servers' state, as the drill's signals leave it; the drill acts on it as on its Backends."""
 
     def __init__(self) -> None:
         self.frozen = threading.Event()
@@ -81,20 +81,11 @@ def stand_in() -> Iterator[tuple[str, Fleet]]:
         thread.join(timeout=10)
 
 
-class StandInBackends:
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self.names = fleet.names
-
-    def signal(self, name: str, sig: signal.Signals) -> None:
-        self.fleet.signal(name, sig)
-
-
 def test_freeze_drill_measures_requests_in_its_window_when_the_frozen_server_holds_every_steady_user(
     stand_in: tuple[str, Fleet],
 ) -> None:
     url, fleet = stand_in
-    drill = drills.Drill(url, "key", "fleet-tiny", StandInBackends(fleet), users=4, window_s=3)  # type: ignore[arg-type]
+    drill = drills.Drill(url, "key", "fleet-tiny", fleet, users=4, window_s=3)  # type: ignore[arg-type]
     drill.under_load("freeze", VICTIM, signal.SIGSTOP, baseline=1.0)
     figures = {figure.name: figure for figure in drill.figures}
     assert figures["streams it had begun, held until it ran again"].value == 4
