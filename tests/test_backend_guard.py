@@ -430,3 +430,47 @@ def test_a_stream_whose_engine_hangs_mid_answer_ends_with_an_error_event_and_the
     assert not any(b"[DONE]" in b for b in bodies)
     assert aborted and time.monotonic() - started < 5
     assert health[0]["status"] == 503  # the router takes the server out until its engine sends a chunk again
+
+
+def test_a_stream_of_the_synthetic_plan_that_pauses_past_its_first_token_wait_is_finished_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing sends a begun stream again, so the guard cuts one only after the device's first-token wait, not the
+    synthetic model's 2 s: two engines busy on two shared cores went 2.3 s without a token (2026-12-04)."""
+    from llmfleet.plan.schema import cpu_tiny_plan
+    from llmfleet.plan.serving import first_token_timeout_s, guard_env
+
+    plan = cpu_tiny_plan()
+    server = plan.servers[0]
+    pause = first_token_timeout_s(plan.device, server.model) + 0.5
+    monkeypatch.setattr(backend_guard.Progress, "last", 0.0)
+    monkeypatch.setattr(backend_guard.Progress, "waited_since", None)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b'data: {"choices": []}\n\n', "more_body": True})
+        await asyncio.sleep(pause)  # busy, not hung
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", KEY)
+        for name, value in guard_env(server, plan.device, "http://127.0.0.1:1").items():
+            mp.setenv(name, value)
+        guard = backend_guard.BackendGuard(app)
+    body = json.dumps({"model": server.model, "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if sent:  # the client keeps reading
+            await asyncio.sleep(60)
+        return {"type": "http.request", "body": body.encode(), "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(guard({"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                                        "headers": [(b"authorization", f"Bearer {KEY}".encode())]}, receive, send),
+                                 timeout=pause + 5))  # fmt: skip
+    bodies = b"".join(m.get("body", b"") for m in sent[1:])
+    assert sent[0]["status"] == 200 and b"error" not in bodies and bodies.endswith(b"data: [DONE]\n\n")

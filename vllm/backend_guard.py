@@ -18,10 +18,10 @@ any answer of this server meanwhile marks the engine hung: /health answers 503 u
 so the router (and Kubernetes' readiness probe) takes the server out, where vLLM's own /health says 200 as long as
 its API process runs, however long its engine hangs. What brings it back is the gateway's LiteLLM, whose health
 checks send every server a one-token completion every few seconds. A stream that has begun and then hears nothing
-from any answer of its server for LLMFLEET_STREAM_STALL_S (the first-token timeout: LiteLLM's lane allows no longer
-a pause between tokens) ends with an error event in the OpenAI shape, never a [DONE], and marks the engine hung too:
-the router keeps an open stream alive with its pings, so nothing outside the server can end it sooner than the
-router's 600 s request timeout.
+from any answer of its server for LLMFLEET_STREAM_STALL_S (the device's first-token timeout, never the synthetic
+model's short one: a live stream cut is lost) ends with an error event in the OpenAI shape, never a [DONE], and
+marks the engine hung too: the router keeps an open stream alive with its pings, so nothing outside the server can
+end it sooner than the router's 600 s request timeout.
 
 On the router lane a user's key reaches here by name only: the front door puts `llmfleet-key=NAME;models=A,B` in
 `x-correlation-id`, one of the few headers SMG passes on (the door sets it on every router request, so no client's

@@ -68,6 +68,14 @@ def first_token_timeout_s(device: str, model: str) -> int:
     return SYNTHETIC_FIRST_TOKEN_TIMEOUT_S if model == synthetic.NAME else FIRST_TOKEN_TIMEOUT_S[device]
 
 
+def stream_stall_s(device: str) -> int:
+    """How long a stream that has begun may hear nothing from any answer of its server before the backend guard ends
+    it: the device's first-token wait, for the synthetic model too. Nothing sends a begun stream again, so a live
+    one cut is lost, and on two shared cores an engine busy with 32 streams went 2.3 s without a token (2026-12-04);
+    the synthetic model's 2 s wait is there to send a silent stream elsewhere before its first byte."""
+    return FIRST_TOKEN_TIMEOUT_S[device]
+
+
 def guard_env(server: Server, device: str, gateway_url: str) -> dict[str, str]:
     """The backend guard's caps for one server of a plan on `device` (its own: the gateway's timeouts come from the
     same), when it takes its engine for hung (before a stream's first token, and after), and where it reports a
@@ -75,9 +83,8 @@ def guard_env(server: Server, device: str, gateway_url: str) -> dict[str, str]:
     first_token_s = first_token_timeout_s(device, server.model)
     return {
         "LLMFLEET_ENGINE_HUNG_S": f"{first_token_s * HUNG_SHARE:g}",
-        # An open stream whose server sends no chunk of any answer this long is ended with an error event: the
-        # longest pause between tokens LiteLLM's lane allows (its stream_timeout).
-        "LLMFLEET_STREAM_STALL_S": str(first_token_s),
+        # An open stream whose server sends no chunk of any answer this long is ended with an error event.
+        "LLMFLEET_STREAM_STALL_S": str(stream_stall_s(device)),
         "LLMFLEET_MAX_N": str(max(1, server.max_num_seqs // MAX_BATCH_SHARE)),
         "LLMFLEET_MAX_TOKENS": str(server.max_model_len),
         "LLMFLEET_MAX_BODY_MB": str(BACKEND_MAX_BODY_MB),
