@@ -13,6 +13,7 @@ per-token times are sent in microseconds.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import time
@@ -23,7 +24,7 @@ from locust import HttpUser, between, events, task
 from locust.env import Environment
 
 from llmfleet.ops.loadtest.scenarios import LANGUAGES, Scenario
-from llmfleet.ops.loadtest.stream import Answer, StreamTimer, whole_answer
+from llmfleet.ops.loadtest.stream import Answer, SSELines, StreamTimer, whole_answer
 
 HERE = Path(__file__).resolve().parent
 _samples: Any = None  # the per-request record file, opened at test start
@@ -119,14 +120,14 @@ class ChatUser(HttpUser):
         if not self.stream:
             return whole_answer(response.text, started, time.perf_counter())
         timer = StreamTimer(started)
-        pending = ""
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two chunks
+        lines = SSELines()
         try:
             for chunk in response.iter_content(chunk_size=None, decode_unicode=False):  # each as it arrives
-                pending += chunk.decode("utf-8", errors="replace")
-                *lines, pending = pending.split("\n")
-                for line in lines:
+                for line in lines.feed(text.decode(chunk)):
                     timer.feed(line)
-            timer.feed(pending)
+            for line in [*lines.feed(text.decode(b"", final=True)), *lines.end()]:
+                timer.feed(line)
         except Exception as e:
             timer.error = timer.error or f"the stream broke: {e!r}"
         return timer.finish()

@@ -49,6 +49,34 @@ def test_results_markdown_splits_a_way_ins_cpu_by_process() -> None:
     assert "| gateway | 16 | 16 | 1.000 | 0.500 | 3.500 |" in text  # per 1,000 of its 640 tokens
 
 
+def test_results_markdown_shows_what_a_way_in_spends_idle_in_each_cells_terms() -> None:
+    grid = bench.Grid([1], {"short": 16}, 10.0, idle_seconds=5)
+    gateway = cell("gateway", 40, 640, 90.0, cpu=3.2)
+    gateway.cpu_s_by_process = {"door": 0.64, "router": 2.56}
+    grid.cells = [cell("direct", 50, 800, 30.0), gateway]
+    grid.idle = {"gateway": {"door": 0.0, "router": 0.016}}
+    text = bench.markdown(grid, {}, {})
+    # 16 ms a second over the cell's 10 s is 0.16 CPU-s, per 1,000 of its 640 tokens 0.25
+    assert "| gateway | 16 | 16 | 1.000 | 4.000 | 0.250 |" in text
+    assert "measured for 5 s before the runs (CPU ms per second: gateway: door 0.0, router 16.0)" in text
+
+
+def test_idle_cpu_is_measured_on_the_way_ins_own_processes() -> None:
+    code = "import time\nwhile True:\n    end = time.monotonic() + 0.02\n    while time.monotonic() < end: pass\n" \
+           "    time.sleep(0.08)"  # fmt: skip
+    with subprocess.Popen([sys.executable, "-c", code]) as busy, \
+         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as still:  # fmt: skip
+        try:
+            charged = {"busy": busy.pid, "still": still.pid}
+            ways = [bench.WayIn("direct", [], ""), bench.WayIn("gateway", [], "", charged)]
+            rates = bench.idle_cpu_per_s(ways, 1.0)
+            assert set(rates) == {"gateway"}  # direct charges no process
+            assert 0.05 < rates["gateway"]["busy"] < 0.6 and rates["gateway"]["still"] < 0.02
+        finally:
+            busy.kill()
+            still.kill()
+
+
 def test_cpu_seconds_counts_a_live_process_and_none_without_one() -> None:
     assert (bench.cpu_seconds(os.getpid()) or 0) > 0
     assert bench.cpu_seconds(None) is None
@@ -88,6 +116,10 @@ def test_bench_gateway_measures_direct_and_gateway_on_the_real_stack(stack: Stac
     for row in rows + cells:
         assert float(row[3]) > 0 and float(row[4]) > 0 and int(row[7]) == 0  # requests/s, tokens/s, no failures
     assert all(float(r[8]) > 0 for r in cells)  # the gateway's own CPU per 1k tokens was measured
+    by_process = results.read_text().split("by process:")[1].splitlines()
+    split = [line.split("|")[1:-1] for line in by_process if line.startswith("| gateway")]
+    assert len(split) == 4 and all(len(r) == 7 and float(r[-1]) >= 0 for r in split)  # door, router, litellm, idle
+    assert "measured for 3 s before the runs" in results.read_text()
     assert "Against direct" in result.stdout
 
 

@@ -180,14 +180,37 @@ async def run_cell(way_in: WayIn, model: str, concurrency: int, max_tokens: int,
     )
 
 
+def idle_cpu_per_s(ways_in: list[WayIn], seconds: float) -> dict[str, dict[str, float]]:
+    """Each way in's processes' CPU seconds per second while no request is sent: what they spend anyway (health
+    checks, load polls), which a cell of few tokens per second divides by few tokens."""
+    charged = [w for w in ways_in if w.pids]
+    before = {w.name: charged_cpu_seconds(w.pids) for w in charged}
+    time.sleep(seconds)
+    rates: dict[str, dict[str, float]] = {}
+    for w in charged:
+        start, end = before[w.name], charged_cpu_seconds(w.pids)
+        if start is not None and end is not None:
+            rates[w.name] = {name: max(0.0, end[name] - start[name]) / seconds for name in end}
+    return rates
+
+
 @dataclass
 class Grid:
     concurrencies: list[int]
     outputs: dict[str, int]  # "short" -> 16 tokens
     seconds: float
+    idle_seconds: float = 0  # measured before the runs, when above 0
     cells: list[Cell] = field(default_factory=list)
+    idle: dict[str, dict[str, float]] = field(default_factory=dict)  # way in -> process -> CPU s per s, no load
+
+    def idle_cpu_s_per_1k_tokens(self, cell: Cell) -> float | None:
+        """The CPU per 1,000 tokens a cell's way in would have spent with no request at all."""
+        rates = self.idle.get(cell.way_in)
+        return None if rates is None or not cell.tokens else sum(rates.values()) * cell.seconds / cell.tokens * 1000
 
     def run(self, ways_in: list[WayIn], model: str, on_cell: Callable[[Cell], None]) -> list[Cell]:
+        if self.idle_seconds > 0:
+            self.idle = idle_cpu_per_s(ways_in, self.idle_seconds)
         # Ways in alternate inside each (concurrency, output) pair, so a slow drift of the host hits them alike.
         for concurrency, max_tokens in itertools.product(self.concurrencies, self.outputs.values()):
             for way_in in ways_in:
@@ -260,13 +283,20 @@ def markdown(grid: Grid, facts: dict[str, str], setup: dict[str, str]) -> str:
     split = [c for c in grid.cells if len(c.cpu_s_by_process) > 1]
     if split:
         names = list(dict.fromkeys(name for c in split for name in c.cpu_s_by_process))
+        idle = ["of it idle"] if grid.idle else []
         lines += ["", "CPU s / 1k tokens, by process:", "",
-                  "| way in | users | max tokens | " + " | ".join(names) + " |",
-                  "|---|---:|---:|" + "---:|" * len(names)]  # fmt: skip
+                  "| way in | users | max tokens | " + " | ".join(names + idle) + " |",
+                  "|---|---:|---:|" + "---:|" * len(names + idle)]  # fmt: skip
         for c in split:
             figures = c.process_cpu_s_per_1k_tokens()
-            lines.append(f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | "
-                         + " | ".join(number(figures.get(name), ".3f") for name in names) + " |")  # fmt: skip
+            cells = [number(figures.get(name), ".3f") for name in names]
+            cells += [number(grid.idle_cpu_s_per_1k_tokens(c), ".3f")] if idle else []
+            lines.append(f"| {c.way_in} | {c.concurrency} | {c.max_tokens} | " + " | ".join(cells) + " |")
+        if grid.idle:
+            lines += ["", f"\"of it idle\": what the same processes spent with no request, measured for "
+                      f"{grid.idle_seconds:g} s before the runs (CPU ms per second: "
+                      + "; ".join(f"{way}: " + ", ".join(f"{name} {rate * 1000:.1f}" for name, rate in rates.items())
+                                  for way, rates in grid.idle.items()) + ")."]  # fmt: skip
     return "\n".join(lines) + "\n\n"
 
 

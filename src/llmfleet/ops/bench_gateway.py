@@ -63,7 +63,8 @@ def measure(
     if not backends:
         raise FleetError("no vLLM server of the fleet is running.", "see `llmfleet status`.", "llmfleet bench")
     chat = "/v1/chat/completions"
-    grid = bench.Grid(users, outputs, seconds)
+    # Idle as long as one run, first: what the gateway's processes spend with no request (health checks, polls).
+    grid = bench.Grid(users, outputs, seconds, idle_seconds=seconds)
     # A user's key is made for the run, and revoked when it ends, whatever happens.
     with _gateway_key(runner, gateway_key, keys["LITELLM_MASTER_KEY"]) as (key_shown, gateway_secret):
         ways_in = [
@@ -89,7 +90,8 @@ def measure(
             charged = _charged(pids) if None not in pids.values() else {}  # all of them or none
             ways_in.append(bench.WayIn(name, [url.rstrip("/") + chat], key, charged))
         output.info(
-            f"Benchmarking {', '.join(w.name for w in ways_in)}: {len(users) * len(outputs) * len(ways_in)} runs of "
+            f"Benchmarking {', '.join(w.name for w in ways_in)}: {seconds:g} s idle, then "
+            f"{len(users) * len(outputs) * len(ways_in)} runs of "
             f"{seconds:g} s (users {', '.join(map(str, users))}; outputs "
             f"{', '.join(f'{k} {v} tokens' for k, v in outputs.items())})"
         )

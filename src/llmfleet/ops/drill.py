@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 from llmfleet.errors import FleetError
-from llmfleet.ops.loadtest.stream import Answer, StreamTimer, ask_streamed, backend_of
+from llmfleet.ops.loadtest.stream import Answer, StreamTimer, ask_streamed, backend_of, sse_lines
 from llmfleet.run.runner import Runner
 from llmfleet.run.state import ServiceStatus
 from llmfleet.settings import Settings
@@ -322,7 +322,7 @@ class Drill:
             timer = StreamTimer(time.monotonic(), time.monotonic)
             killed = False
             try:
-                for line in response.iter_lines():
+                for line in sse_lines(response):
                     timer.feed(line)
                     if timer.chunks >= 3 and not killed:
                         self.backends.signal(victim, signal.SIGKILL)

@@ -7,8 +7,9 @@ the stream, and a stream cut short never sends `[DONE]`. Both count as failures 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,45 @@ class Answer:
         """Decode speed one user sees: tokens after the first over the time they took."""
         tpot = self.tpot
         return 1 / tpot if tpot else None
+
+
+_LINE_END = re.compile("\r\n|\r|\n")
+
+
+class SSELines:
+    """Cuts a stream's text into lines where the SSE spec does: at CRLF, LF or CR only. httpx's `iter_lines` also
+    cuts at U+2028, U+0085 and the like (str.splitlines), which JSON leaves unescaped inside a token's text, so an
+    event whose token holds one read as two broken halves (2026-12-04, fleet-tiny's random tokens)."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def feed(self, text: str) -> list[str]:
+        text = self.pending + text
+        cut = len(text) - 1 if text.endswith("\r") else len(text)  # a CR at the end may be half of a CRLF
+        *lines, rest = _LINE_END.split(text[:cut])
+        self.pending = rest + text[cut:]
+        return lines
+
+    def end(self) -> list[str]:
+        rest, self.pending = self.pending.rstrip("\r"), ""
+        return [rest] if rest else []
+
+
+def sse_lines(response: httpx.Response) -> Iterator[str]:
+    lines = SSELines()
+    for text in response.iter_text():
+        yield from lines.feed(text)
+    yield from lines.end()
+
+
+async def asse_lines(response: httpx.Response) -> AsyncIterator[str]:
+    lines = SSELines()
+    async for text in response.aiter_text():
+        for line in lines.feed(text):
+            yield line
+    for line in lines.end():
+        yield line
 
 
 class StreamTimer:
@@ -123,7 +163,7 @@ async def ask_streamed(
                 text = (await response.aread()).decode(errors="replace")
                 timer.error = f"HTTP {response.status_code}: {text[:200]}"
             else:
-                async for line in response.aiter_lines():
+                async for line in asse_lines(response):
                     timer.feed(line)
     except httpx.HTTPError as e:
         timer.error = timer.error or f"the connection broke: {e!r}"
