@@ -18,12 +18,15 @@ from llmfleet.plan.serving import BACKEND_MAX_BODY_MB
 CONTAINER_PORT = 4002  # its port inside its container (Compose service `router`, Kubernetes Service `router`)
 CONTAINER_METRICS_PORT = 4003
 LAUNCHER = "launch.py"  # router/launch.py: every runner ships it beside nothing else
-# How often the engines' load is read, and how fast a backend that stops answering /health is taken out: one
-# check a second late, so within 2 s, before the door sends a silent stream again (render/door.py; the LiteLLM lane's
-# health checks take 5-15 s). A live vLLM answers /health from its API server, never behind the engine's work.
+# How often the engines' load is read, and how fast a backend that stops answering /health is taken out: two checks
+# in a row a second late, so within 3 s (the LiteLLM lane's health checks take 5-15 s). Not one: on two shared cores
+# both servers once answered a check late in the same second and SMG had none for a second (22 answers of 503,
+# 2026-12-04). A frozen server gets no new stream sooner anyway: it sends no token while its queue grows (the wedge
+# bound below), so the door's second try of a silent stream goes to another. A live vLLM answers /health from its API
+# server, never behind the engine's work.
 LOAD_POLL_S = 1
 HEALTH_INTERVAL_S = 1
-HEALTH_FAILURES = 1
+HEALTH_FAILURES = 2
 HEALTH_TIMEOUT_S = 1
 # A backend with requests in flight that has sent no token for this long, while its queue grows, gets no new ones
 # until it sends one (SMG stretches the bound by the prefill its prompts still need). Its health checks pass when
